@@ -1,0 +1,34 @@
+import path from 'node:path';
+import { ValidationError } from '../errors';
+
+/** Dataset and checkpoint names (DESIGN §3): safe as one path segment on every filesystem we care about. */
+export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+const NAME_RE = new RegExp(NAME_PATTERN);
+
+export function isValidName(name: unknown): name is string {
+  return typeof name === 'string' && NAME_RE.test(name) && name !== '.' && name !== '..';
+}
+
+export function assertValidName(name: unknown, param: string): string {
+  if (!isValidName(name)) {
+    throw new ValidationError(
+      'invalid_name',
+      `${JSON.stringify(name)} is not a valid name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.`,
+      param,
+    );
+  }
+  return name;
+}
+
+/**
+ * Resolves `parts` under `root` and refuses anything that would land outside it. Names are
+ * validated before they get here; this is the second line of defence.
+ */
+export function resolveInside(root: string, ...parts: string[]): string {
+  const base = path.resolve(root);
+  const target = path.resolve(base, ...parts);
+  if (target !== base && !target.startsWith(base + path.sep)) {
+    throw new ValidationError('invalid_path', 'The path resolves outside the data directory.');
+  }
+  return target;
+}
