@@ -1,0 +1,58 @@
+import { envSchema } from 'env-schema';
+import { Type, type Static } from 'typebox';
+import { ConfigError } from './errors';
+
+/**
+ * The one configuration of graft, read from the environment (api, worker and the start script
+ * alike), validated once at start-up against this schema. Names are part of the deployment
+ * contract (README, docker-compose.yml): a test checks the compose file against them.
+ */
+export const ConfigSchema = Type.Object({
+  PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 3000, description: 'HTTP port of the API.' }),
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Interface the API binds (0.0.0.0 in containers).' }),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis connection URL (redis:// or rediss://).' })),
+  DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'The volume: datasets/ and checkpoints/ live here.' }),
+  GRAFT_BACKEND: Type.Enum(['auto', 'tensorflow', 'wasm', 'cpu'], {
+    default: 'auto',
+    description: 'TensorFlow.js backend for training; auto = tensorflow (tfjs-node) if it loads, else wasm, else cpu.',
+  }),
+  LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info', description: 'pino log level.' }),
+  WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 1, description: 'Jobs one worker process trains at once (each in its own child process).' }),
+  QUEUE_NAME: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$', default: 'graft', description: 'BullMQ queue name; also namespaces graft\'s own Redis keys.' }),
+  JOB_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 20, default: 3, description: 'Attempts for infrastructure failures (crashes, lost workers); user errors are never retried.' }),
+  JOB_RETENTION_SECONDS: Type.Integer({ minimum: 60, default: 7 * 24 * 3600, description: 'How long finished jobs stay listed.' }),
+  FEATURE_CACHE_MAX_MB: Type.Integer({ minimum: 0, default: 1024, description: 'Largest frozen-prefix feature cache a job may hold in memory; 0 disables caching.' }),
+  BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1024 * 1024, description: 'Largest JSON request body.' }),
+});
+
+export type Config = Static<typeof ConfigSchema>;
+
+/** Variables that configure graft, in the order the README documents them. */
+export const CONFIG_KEYS = Object.keys(ConfigSchema.properties) as (keyof Config)[];
+
+/**
+ * Validates `env` (default: process.env) and returns a frozen config with defaults applied.
+ * Throws ConfigError whose message names every bad variable.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | undefined> = process.env): Readonly<Config> {
+  const data: Record<string, string> = {};
+  for (const key of CONFIG_KEYS) {
+    const v = env[key];
+    if (v !== undefined && v !== '') data[key] = v;
+  }
+  try {
+    const cfg = envSchema<Config>({ schema: ConfigSchema as object, data, env: false, dotenv: false });
+    return Object.freeze({ ...cfg });
+  } catch (err) {
+    const ajvErrors = (err as { errors?: { instancePath: string; message?: string; params?: Record<string, unknown> }[] }).errors;
+    if (ajvErrors?.length) {
+      const lines = ajvErrors.map((e) => {
+        const key = e.instancePath.replace(/^\//, '');
+        const allowed = e.params?.allowedValues ? ` (allowed: ${(e.params.allowedValues as unknown[]).join(', ')})` : '';
+        return `${key} ${e.message ?? 'is invalid'}${allowed}; got ${JSON.stringify(data[key])}`;
+      });
+      throw new ConfigError(`Invalid configuration: ${[...new Set(lines)].join('; ')}`);
+    }
+    throw new ConfigError(`Invalid configuration: ${(err as Error).message}`);
+  }
+}
