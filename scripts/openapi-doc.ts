@@ -1,0 +1,17 @@
+import { buildApp } from '../src/app';
+import type { AppDeps } from '../src/services';
+
+/**
+ * The OpenAPI document comes from the route schemas alone, so it can be generated without Redis
+ * or a volume: routes are registered but never called.
+ */
+export async function generateOpenApi(): Promise<Record<string, unknown>> {
+  const unused = new Proxy({}, { get: () => { throw new Error('not available while generating the OpenAPI document'); } }) as AppDeps;
+  const app = await buildApp({ config: { BODY_LIMIT_BYTES: 1024 * 1024, LOG_LEVEL: 'silent' }, deps: unused, logger: false });
+  await app.ready();
+  const doc = app.swagger() as unknown as Record<string, unknown>;
+  await app.close();
+  return doc;
+}
+
+export const OPENAPI_PATH = 'openapi/openapi.json';

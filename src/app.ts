@@ -1,0 +1,95 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Config } from './config';
+import { GraftError } from './errors';
+import { makeValidatorCompiler, toValidationError } from './http/validation';
+import type { AppDeps } from './services';
+import { checkpointRoutes } from './routes/checkpoints';
+import { datasetRoutes } from './routes/datasets';
+import { healthRoutes } from './routes/health';
+import { jobRoutes } from './routes/jobs';
+
+export const API_VERSION = '1.0.0';
+
+export interface BuildAppOptions {
+  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'LOG_LEVEL'>;
+  deps: AppDeps;
+  /** pino options or false; tests pass false. */
+  logger?: FastifyServerOptions['logger'];
+}
+
+/**
+ * Builds the API (fastify/demo style: a factory, no listening here; only server.ts listens).
+ * Everything with side effects arrives in `deps`, so tests build it on a private queue.
+ */
+export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: opts.logger ?? { level: opts.config.LOG_LEVEL },
+    bodyLimit: opts.config.BODY_LIMIT_BYTES,
+    ajv: undefined,
+    // Validation errors are mapped to graft's shape in the error handler below.
+    schemaErrorFormatter: (errors, dataVar) => Object.assign(toValidationError(errors as never, dataVar), { validation: errors }),
+    genReqId: () => crypto.randomUUID(),
+  });
+  app.setValidatorCompiler(makeValidatorCompiler());
+  // The API speaks JSON only; anything else is a 415, not a confusing type error.
+  app.removeContentTypeParser('text/plain');
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'graft',
+        version: API_VERSION,
+        description: 'Transfer-learning jobs over REST: restore a checkpoint\'s weights by regex, freeze layers, attach a new head, train on your dataset, get a new checkpoint.',
+      },
+      tags: [
+        { name: 'jobs', description: 'Submit and monitor training jobs' },
+        { name: 'checkpoints', description: 'Models on the volume' },
+        { name: 'datasets', description: 'Datasets on the volume' },
+        { name: 'health', description: 'Liveness and readiness' },
+      ],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.setErrorHandler((err: FastifyError | GraftError, request, reply) => {
+    if (err instanceof GraftError) {
+      if (err.statusCode >= 500) request.log.error({ err }, 'request failed');
+      return reply.status(err.statusCode).send({ error: err.toJSON() });
+    }
+    const status = err.statusCode ?? 500;
+    if (status >= 500) {
+      request.log.error({ err }, 'unexpected error');
+      return reply.status(500).send({ error: { code: 'internal_error', message: 'Something went wrong on our side; the request id is ' + request.id + '.', param: null } });
+    }
+    return reply.status(status).send({ error: { code: fastifyCode(err), message: err.message, param: null } });
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({ error: { code: 'route_not_found', message: `No route ${request.method} ${request.url.split('?')[0]}.`, param: null } }),
+  );
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await app.register(healthRoutes, { deps: opts.deps });
+  await app.register(jobRoutes, { deps: opts.deps });
+  await app.register(checkpointRoutes, { deps: opts.deps });
+  await app.register(datasetRoutes, { deps: opts.deps });
+  return app;
+}
+
+/** Fastify's own client errors (bad JSON, wrong content type, body too large) in graft's vocabulary. */
+function fastifyCode(err: FastifyError): string {
+  switch (err.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return 'unsupported_media_type';
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return 'body_too_large';
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return 'invalid_json';
+    default:
+      return err.statusCode === 413 ? 'body_too_large' : err.statusCode === 415 ? 'unsupported_media_type' : err.statusCode === 404 ? 'not_found' : 'bad_request';
+  }
+}

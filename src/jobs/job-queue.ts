@@ -1,0 +1,60 @@
+import { Queue, type ConnectionOptions } from 'bullmq';
+
+/** Name of the BullMQ job that trains one graft job (the BullMQ job id is graft's job id). */
+export const TRAIN_JOB_NAME = 'train';
+
+export interface JobQueueOptions {
+  queueName: string;
+  connection: ConnectionOptions;
+  attempts: number;
+}
+
+/** BullMQ payload: only the id; the spec lives in the job record so there is one copy of it. */
+export interface TrainJobData {
+  jobId: string;
+}
+
+/**
+ * The producer side of the queue. Retries are for infrastructure failures (a worker crash, a lost
+ * host): the processor turns user errors into UnrecoverableError so they are never retried.
+ */
+export class JobQueue {
+  readonly queue: Queue<TrainJobData>;
+  private closing: Promise<void> | null = null;
+
+  constructor(private readonly opts: JobQueueOptions) {
+    this.queue = new Queue<TrainJobData>(opts.queueName, { connection: opts.connection });
+  }
+
+  async enqueue(jobId: string): Promise<void> {
+    await this.queue.add(
+      TRAIN_JOB_NAME,
+      { jobId },
+      {
+        jobId,
+        attempts: this.opts.attempts,
+        backoff: { type: 'exponential', delay: 5000 },
+        // graft keeps its own records; BullMQ's entries are only a work log.
+        removeOnComplete: { age: 3600, count: 1000 },
+        removeOnFail: { age: 24 * 3600, count: 5000 },
+      },
+    );
+  }
+
+  async remove(jobId: string): Promise<boolean> {
+    const job = await this.queue.getJob(jobId);
+    if (!job) return false;
+    try {
+      await job.remove();
+      return true;
+    } catch {
+      // Locked by a worker (already active): the caller falls back to an active cancel.
+      return false;
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.queue.close();
+    return this.closing;
+  }
+}

@@ -1,0 +1,74 @@
+import { Type, type Static } from 'typebox';
+import { JobSpecSchema } from '../spec/schema';
+
+/** graft's own view of a job (DESIGN §4), independent of BullMQ's states and retention. */
+export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+export const ErrorBodySchema = Type.Object({
+  code: Type.String({ description: 'Stable snake_case code.' }),
+  message: Type.String({ description: 'What went wrong and what to do about it.' }),
+  param: Nullable(Type.String({ description: 'JSON pointer to the offending field.' })),
+  details: Type.Optional(Type.Unknown()),
+});
+export const ErrorResponseSchema = Type.Object({ error: ErrorBodySchema }, { description: 'Every error has this shape.' });
+
+export const ProgressSchema = Type.Object({
+  phase: Type.Optional(Type.String({ description: 'loading | building | caching | training | evaluating | saving' })),
+  epoch: Type.Integer(),
+  epochs: Type.Integer(),
+  batch: Type.Integer(),
+  batches: Type.Integer(),
+  loss: Nullable(Type.Number()),
+  accuracy: Nullable(Type.Number()),
+  valLoss: Nullable(Type.Number()),
+  valAccuracy: Nullable(Type.Number()),
+  samplesPerSecond: Type.Optional(Nullable(Type.Number())),
+  updatedAt: Type.Optional(Type.String()),
+});
+
+const MetricSetSchema = Type.Object({
+  loss: Type.Number(),
+  accuracy: Type.Optional(Nullable(Type.Number())),
+  perClassAccuracy: Type.Optional(Type.Record(Type.String(), Nullable(Type.Number()))),
+  confusionMatrix: Type.Optional(Type.Array(Type.Array(Type.Integer()))),
+  samples: Type.Optional(Type.Integer()),
+});
+
+export const JobResultSchema = Type.Object({
+  checkpoint: Type.String(),
+  backend: Type.String({ description: 'tensorflow | wasm | cpu' }),
+  metrics: Type.Object({
+    train: Type.Optional(MetricSetSchema),
+    validation: Type.Optional(Nullable(MetricSetSchema)),
+    test: Type.Optional(Nullable(MetricSetSchema)),
+  }),
+  epochsRun: Type.Optional(Type.Integer()),
+  restored: Type.Optional(Type.Array(Type.String())),
+  skipped: Type.Optional(Type.Array(Type.String())),
+  frozen: Type.Optional(Type.Array(Type.String())),
+  featureCache: Type.Optional(Type.Boolean()),
+  trainingSeconds: Type.Optional(Type.Number()),
+});
+
+export const JobSchema = Type.Object({
+  id: Type.String(),
+  type: Type.Enum(['pretrain', 'transfer']),
+  status: Type.Enum([...JOB_STATUSES]),
+  createdAt: Type.String({ format: 'date-time' }),
+  startedAt: Nullable(Type.String({ format: 'date-time' })),
+  finishedAt: Nullable(Type.String({ format: 'date-time' })),
+  attempts: Type.Integer({ description: 'Times a worker has started this job.' }),
+  spec: JobSpecSchema,
+  progress: Nullable(ProgressSchema),
+  result: Nullable(JobResultSchema),
+  error: Nullable(ErrorBodySchema),
+});
+
+export type Job = Static<typeof JobSchema>;
+export type JobProgress = Static<typeof ProgressSchema>;
+export type JobResult = Static<typeof JobResultSchema>;
+export type JobError = Static<typeof ErrorBodySchema>;

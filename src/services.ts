@@ -1,0 +1,96 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from './config';
+import { NotFoundError } from './errors';
+import { JobQueue } from './jobs/job-queue';
+import { JobService } from './jobs/job-service';
+import { JobStore } from './jobs/job-store';
+import { createRedis } from './redis';
+import type { PreflightStorage } from './spec/preflight';
+import { CheckpointCatalog } from './storage/checkpoints';
+import { DatasetCatalog } from './storage/datasets';
+import { DataLayout } from './storage/layout';
+
+/** What the routes need; tests and server.ts build it with createServices. */
+export interface AppDeps {
+  jobs: JobService;
+  checkpoints: CheckpointCatalog;
+  datasets: DatasetCatalog;
+  health: { redis(): Promise<void>; volume(): Promise<void> };
+}
+
+export interface Services {
+  deps: AppDeps;
+  layout: DataLayout;
+  store: JobStore;
+  queue: JobQueue;
+  /** Idempotent. */
+  close(): Promise<void>;
+}
+
+export async function createServices(config: Readonly<Config>, logger: Logger): Promise<Services> {
+  const layout = new DataLayout(config.DATA_DIR);
+  await layout.ensure();
+  const redis = createRedis(config.REDIS_URL);
+  const store = new JobStore(redis, config.QUEUE_NAME, config.JOB_RETENTION_SECONDS);
+  const queue = new JobQueue({ queueName: config.QUEUE_NAME, connection: createRedis(config.REDIS_URL, { forWorker: true }), attempts: config.JOB_ATTEMPTS });
+  const checkpoints = new CheckpointCatalog(layout);
+  const datasets = new DatasetCatalog(layout);
+  const storage = preflightStorage(checkpoints, datasets);
+  const jobs = new JobService({ store, queue, storage, logger });
+
+  let closing: Promise<void> | null = null;
+  return {
+    layout,
+    store,
+    queue,
+    deps: {
+      jobs,
+      checkpoints,
+      datasets,
+      health: {
+        redis: async () => {
+          const pong = await redis.ping();
+          if (pong !== 'PONG') throw new Error(`unexpected PING reply ${pong}`);
+        },
+        volume: async () => {
+          const probe = path.join(layout.tmpDir, `.ready-${process.pid}`);
+          await fs.writeFile(probe, 'ok');
+          await fs.rm(probe, { force: true });
+        },
+      },
+    },
+    close() {
+      closing ??= (async () => {
+        await queue.close();
+        const conn = queue.queue.opts.connection as { quit?: () => Promise<unknown> } | undefined;
+        await Promise.allSettled([redis.quit(), conn?.quit?.()]);
+      })();
+      return closing;
+    },
+  };
+}
+
+const orNull = async <T>(p: Promise<T>): Promise<T | null> => {
+  try {
+    return await p;
+  } catch (err) {
+    if (err instanceof NotFoundError) return null;
+    throw err;
+  }
+};
+
+export function preflightStorage(checkpoints: CheckpointCatalog, datasets: DatasetCatalog): PreflightStorage {
+  return {
+    async dataset(name) {
+      const d = await orNull(datasets.describe(name));
+      return d && { inputShape: d.inputShape, numClasses: d.numClasses };
+    },
+    async checkpoint(name) {
+      const c = await orNull(checkpoints.describe(name));
+      return c && { layers: c.layers.map((l) => l.name), weights: c.layers.flatMap((l) => l.weights) };
+    },
+    checkpointExists: (name) => checkpoints.exists(name),
+  };
+}

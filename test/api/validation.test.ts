@@ -1,0 +1,198 @@
+import request from 'supertest';
+import { buildTestApp, type TestApp } from '../helpers/app';
+import { writeTinyCheckpoint } from '../helpers/checkpoint';
+import { makeTestEnv, type TestEnv } from '../helpers/env';
+import { writeMnistDataset } from '../helpers/fixtures';
+
+/**
+ * Malformed submissions: every one must get a 4xx in the contract's error shape, none a 5xx, and
+ * none may create a job. The source checkpoint and dataset exist, so the 422 cases are real.
+ */
+const VALID = {
+  type: 'transfer',
+  source: { checkpoint: 'src', restore: '^enc_conv' },
+  freeze: '^enc_conv',
+  model: { cut: 'enc_flatten', head: [{ type: 'dense', units: 10, activation: 'softmax', name: 'head_fc' }] },
+  dataset: { name: 'mnist', validationSplit: 0.1 },
+  training: { epochs: 1, batchSize: 32, optimizer: 'adam', learningRate: 0.001, seed: 1 },
+  output: { checkpoint: 'out' },
+};
+
+type Body = Record<string, unknown>;
+const clone = (): Body => JSON.parse(JSON.stringify(VALID)) as Body;
+
+/** Returns VALID with the value at `pointer` replaced (or deleted when value is undefined). */
+function withValue(pointer: string, value: unknown): Body {
+  const body = clone();
+  const parts = pointer.split('/').slice(1);
+  let node = body as Record<string, unknown>;
+  for (const p of parts.slice(0, -1)) node = node[p] as Record<string, unknown>;
+  const last = parts[parts.length - 1];
+  if (value === undefined) delete node[last];
+  else node[last] = value;
+  return body;
+}
+
+interface Case {
+  name: string;
+  body: unknown;
+  status?: number;
+  code?: string;
+  param?: string | null;
+}
+
+const cases: Case[] = [];
+const add = (name: string, body: unknown, expect: Partial<Case> = {}) => cases.push({ name, body, ...expect });
+
+// Not an object at all.
+for (const body of [null, [], 'transfer', 42, true, [VALID]]) add(`body ${JSON.stringify(body)}`, body, { status: 400 });
+
+// Missing required fields.
+for (const p of ['/type', '/dataset', '/output', '/dataset/name', '/output/checkpoint', '/source/checkpoint']) {
+  add(`missing ${p}`, withValue(p, undefined), { status: 400, code: 'missing_field', param: p });
+}
+add('transfer without source', withValue('/source', undefined), { status: 400, code: 'missing_field', param: '/source' });
+
+// Unknown fields at every level.
+for (const at of ['', '/source', '/model', '/model/head/0', '/dataset', '/training', '/output']) {
+  for (const field of ['extra', 'epoch']) {
+    const body = clone();
+    let node = body as Record<string, unknown>;
+    for (const p of at.split('/').slice(1)) node = node[p] as Record<string, unknown>;
+    node[field] = 1;
+    add(`unknown ${at}/${field}`, body, { status: 400, code: 'unknown_field', param: `${at}/${field}` });
+  }
+}
+
+// Wrong types.
+const wrongTypes: [string, unknown[]][] = [
+  ['/type', [1, null, {}, 'train', '']],
+  ['/source', ['src', 1, []]],
+  ['/source/checkpoint', [1, null, {}, ['src']]],
+  ['/source/restore', [1, true, {}]],
+  ['/freeze', [1, true, {}, [1], [null]]],
+  ['/model', ['m', 1, []]],
+  ['/model/cut', [1, {}, []]],
+  ['/model/head', [{}, 'dense', []]],
+  ['/model/head/0/type', ['conv2d', 1, null]],
+  ['/model/head/0/units', ['10', 0, -1, 1.5, null]],
+  ['/model/head/0/activation', ['gelu', 1]],
+  ['/dataset/name', [1, null, {}]],
+  ['/dataset/validationSplit', ['0.1', -0.1, 0.9, null]],
+  ['/dataset/limit', [0, -5, 2.5, 'all']],
+  ['/training', ['fast', 1, []]],
+  ['/training/epochs', ['3', 0, -1, 1.5, 100000, null, true]],
+  ['/training/batchSize', ['64', 0, 10000, 3.2]],
+  ['/training/optimizer', ['adamw', 1, null]],
+  ['/training/learningRate', ['0.1', 0, -1, 100, null]],
+  ['/training/seed', [-1, 1.5, '7', 2 ** 31]],
+  ['/training/lrMultipliers', ['0.1', [0.1], { '^enc': '0.1' }, { '^enc': -1 }]],
+  ['/training/earlyStopping', [true, 3, { patience: 0 }, {}]],
+  ['/training/maxRuntimeSeconds', [0, '60']],
+  ['/output/checkpoint', [1, null, {}]],
+  ['/output/select', ['first', 1]],
+];
+for (const [p, values] of wrongTypes) for (const v of values) add(`${p} = ${JSON.stringify(v)}`, withValue(p, v), { status: 400 });
+
+// Bad names.
+const badNames = ['', '../etc', 'a/b', '.hidden', '-dash', 'x'.repeat(65), 'with space', 'ümlaut', 'a\\b', '..'];
+for (const n of badNames) {
+  add(`dataset name ${JSON.stringify(n)}`, withValue('/dataset/name', n), { status: 400, code: 'invalid_name', param: '/dataset/name' });
+  add(`output name ${JSON.stringify(n)}`, withValue('/output/checkpoint', n), { status: 400, code: 'invalid_name', param: '/output/checkpoint' });
+  add(`source name ${JSON.stringify(n)}`, withValue('/source/checkpoint', n), { status: 400, code: 'invalid_name', param: '/source/checkpoint' });
+}
+
+// Invalid and unsafe regexes.
+for (const re of ['(', '[a-', '*', 'a{2,1}', '(?<x', '\\']) {
+  add(`restore regex ${re}`, withValue('/source/restore', re), { status: 400, code: 'invalid_regex', param: '/source/restore' });
+  add(`freeze regex ${re}`, withValue('/freeze', re), { status: 400, code: 'invalid_regex', param: '/freeze' });
+}
+add('unsafe restore regex', withValue('/source/restore', '(a+)+$'), { status: 400, code: 'unsafe_regex', param: '/source/restore' });
+add('unsafe lr regex', withValue('/training/lrMultipliers', { '(x*)*': 0.1 }), { status: 400, code: 'unsafe_regex' });
+add('too long regex', withValue('/source/restore', 'a'.repeat(300)), { status: 400 });
+
+// Rules between fields.
+add('pretrain with source', withValue('/type', 'pretrain'), { status: 400 });
+add('pretrain without architecture', { ...withValue('/type', 'pretrain'), source: undefined, model: undefined }, { status: 400 });
+add('transfer with architecture', withValue('/model', { architecture: 'conv-autoencoder' }), { status: 400, param: '/model/architecture' });
+add('dense without units', withValue('/model/head/0/units', undefined), { status: 400, code: 'missing_field', param: '/model/head/0/units' });
+add('dropout without rate', withValue('/model/head', [{ type: 'dropout' }, { type: 'dense', units: 10 }]), { status: 400, param: '/model/head/0/rate' });
+add('dropout with units', withValue('/model/head', [{ type: 'dropout', rate: 0.5, units: 3 }, { type: 'dense', units: 10 }]), { status: 400, param: '/model/head/0/units' });
+add('duplicate head names', withValue('/model/head', [{ type: 'dense', units: 5, name: 'a' }, { type: 'dense', units: 10, name: 'a' }]), { status: 400, code: 'duplicate_layer_name' });
+add('early stopping without validation', { ...withValue('/dataset/validationSplit', 0), training: { epochs: 2, earlyStopping: { patience: 1 } } }, { status: 400, param: '/training/earlyStopping' });
+add('select best without validation', { ...withValue('/dataset/validationSplit', 0), output: { checkpoint: 'out', select: 'best' } }, { status: 400, param: '/output/select' });
+
+// Things that do not exist or do not fit (422) and taken names (409).
+add('missing source checkpoint', withValue('/source/checkpoint', 'nope'), { status: 422, code: 'checkpoint_not_found', param: '/source/checkpoint' });
+add('missing dataset', withValue('/dataset/name', 'nope'), { status: 422, code: 'dataset_not_found', param: '/dataset/name' });
+add('restore matches nothing', withValue('/source/restore', '^decoder'), { status: 422, code: 'restore_matches_nothing', param: '/source/restore' });
+add('freeze matches nothing', withValue('/freeze', '^nothing_here'), { status: 422, code: 'freeze_matches_nothing', param: '/freeze' });
+add('freeze unknown layer', withValue('/freeze', ['enc_conv1', 'enc_conv9']), { status: 422, code: 'unknown_layer', param: '/freeze/1' });
+add('cut unknown layer', withValue('/model/cut', 'enc_nothing'), { status: 422, code: 'unknown_layer', param: '/model/cut' });
+add('head name clashes with source', withValue('/model/head/0/name', 'enc_conv1'), { status: 422, code: 'duplicate_layer_name' });
+add('output exists', withValue('/output/checkpoint', 'src'), { status: 409, code: 'checkpoint_exists', param: '/output/checkpoint' });
+
+describe('POST /v1/jobs rejects malformed specs', () => {
+  let env: TestEnv;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    env = await makeTestEnv({ BODY_LIMIT_BYTES: '65536' });
+    await writeMnistDataset(env.dataDir, 'mnist', { train: 50, test: 10 });
+    await writeTinyCheckpoint(env.dataDir, 'src');
+    t = await buildTestApp(env);
+  });
+
+  afterAll(async () => {
+    await t.close();
+    await env.cleanup();
+  });
+
+  it('has at least 100 cases', () => {
+    expect(cases.length).toBeGreaterThanOrEqual(100);
+  });
+
+  it('accepts the valid spec the cases are derived from', async () => {
+    const res = await request(t.app.server).post('/v1/jobs').send(VALID);
+    expect(res.status).toBe(202);
+    expect(res.headers.location).toBe(`/v1/jobs/${res.body.id}`);
+    await t.services.queue.queue.obliterate({ force: true });
+  });
+
+  it.each(cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
+    const res = await request(t.app.server).post('/v1/jobs').set('content-type', 'application/json').send(JSON.stringify(c.body));
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    expect(res.status).toBeLessThan(500);
+    if (c.status) expect(res.status).toBe(c.status);
+    expectErrorShape(res.body);
+    if (c.code) expect(res.body.error.code).toBe(c.code);
+    if (c.param !== undefined) expect(res.body.error.param).toBe(c.param);
+  });
+
+  it.each([
+    ['invalid JSON', '{"type": ', 'application/json', 400],
+    ['empty JSON body', '', 'application/json', 400],
+    ['text/plain', 'type=transfer', 'text/plain', 415],
+    ['form encoded', 'type=transfer', 'application/x-www-form-urlencoded', 415],
+    ['oversize body', JSON.stringify({ ...VALID, pad: 'x'.repeat(70000) }), 'application/json', 413],
+  ])('%s', async (_name, raw, type, status) => {
+    const res = await request(t.app.server).post('/v1/jobs').set('content-type', type as string).send(raw as string);
+    expect(res.status).toBe(status);
+    expectErrorShape(res.body);
+  });
+
+  it('created no job for any rejected submission', async () => {
+    const res = await request(t.app.server).get('/v1/jobs?limit=100');
+    expect(res.status).toBe(200);
+    expect(res.body.data).toHaveLength(1); // only the valid one
+  });
+});
+
+function expectErrorShape(body: unknown): void {
+  const err = (body as { error?: Record<string, unknown> }).error;
+  expect(err).toBeDefined();
+  expect(err!.code).toMatch(/^[a-z][a-z0-9_]*$/);
+  expect(typeof err!.message).toBe('string');
+  expect((err!.message as string).length).toBeGreaterThan(10);
+  expect(err!.param === null || (typeof err!.param === 'string' && (err!.param as string).startsWith('/'))).toBe(true);
+}

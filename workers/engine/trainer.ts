@@ -1,0 +1,245 @@
+import * as tf from '@tensorflow/tfjs';
+import { GraftError, UnprocessableError } from '../../src/errors';
+import { Random, shuffleInPlace } from './data/random';
+import { evaluate, type Metrics } from './evaluate';
+import { extractFeatures, featureBytes, planFeatureSplit } from './feature-cache';
+import { correctCount, lossFor } from './losses';
+import type { TargetModel } from './model';
+
+/**
+ * The training loop. Written by hand rather than with model.fit because graft needs what fit
+ * lacks: one optimizer per learning-rate group (Adam is scale-invariant, so scaling gradients
+ * cannot implement a multiplier), frozen-prefix feature caching, an AbortSignal checked between
+ * batches, per-batch progress, NaN detection and best-epoch selection.
+ */
+export interface Split {
+  /** Inputs [n, h, w, c]. */
+  x: tf.Tensor;
+  /** Targets: one-hot labels (classification) or the inputs themselves (reconstruction). */
+  y: tf.Tensor;
+}
+
+export interface EpochMetrics {
+  epoch: number;
+  loss: number;
+  accuracy: number | null;
+  valLoss: number | null;
+  valAccuracy: number | null;
+  seconds: number;
+}
+
+export interface BatchProgress {
+  phase: 'caching' | 'training';
+  epoch: number;
+  epochs: number;
+  batch: number;
+  batches: number;
+  loss: number | null;
+  accuracy: number | null;
+  samplesPerSecond: number | null;
+}
+
+export interface TrainOptions {
+  epochs: number;
+  batchSize: number;
+  optimizer: 'adam' | 'sgd' | 'momentum' | 'rmsprop' | 'adagrad';
+  learningRate: number;
+  seed: number;
+  earlyStopping?: { patience: number; minDelta?: number };
+  maxRuntimeSeconds?: number;
+  select: 'last' | 'best';
+  /** Largest feature cache allowed; 0 turns caching off. */
+  featureCacheMaxBytes: number;
+  signal?: AbortSignal;
+  onBatch?(p: BatchProgress): Promise<void> | void;
+  onEpoch?(m: EpochMetrics, progress: BatchProgress): Promise<void> | void;
+}
+
+export interface TrainResult {
+  history: EpochMetrics[];
+  epochsRun: number;
+  stoppedEarly: boolean;
+  bestEpoch: number | null;
+  featureCache: boolean;
+  /** Wall-clock seconds of the whole training phase (caching included). */
+  seconds: number;
+  samplesPerSecond: number;
+}
+
+const MOMENTUM = 0.9;
+const EVAL_BATCH = 512;
+
+export class JobCancelledError extends GraftError {
+  constructor() {
+    super('cancelled', 'The job was cancelled.', { statusCode: 409 });
+  }
+}
+
+function makeOptimizer(name: TrainOptions['optimizer'], lr: number): tf.Optimizer {
+  switch (name) {
+    case 'adam':
+      return tf.train.adam(lr);
+    case 'sgd':
+      return tf.train.sgd(lr);
+    case 'momentum':
+      return tf.train.momentum(lr, MOMENTUM);
+    case 'rmsprop':
+      return tf.train.rmsprop(lr);
+    case 'adagrad':
+      return tf.train.adagrad(lr);
+  }
+}
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export async function train(target: TargetModel, trainSplit: Split, valSplit: Split | null, opts: TrainOptions): Promise<TrainResult> {
+  const started = performance.now();
+  const n = trainSplit.x.shape[0];
+  const batches = Math.ceil(n / opts.batchSize);
+  const { fn: lossFn } = lossFor(target.model, target.task);
+  const classification = target.task === 'classification';
+  const owned: tf.Tensor[] = [];
+  const optimizers: tf.Optimizer[] = [];
+  let snapshot: tf.Tensor[] | null = null;
+
+  const checkAbort = () => {
+    if (opts.signal?.aborted) throw new JobCancelledError();
+    if (opts.maxRuntimeSeconds && (performance.now() - started) / 1000 > opts.maxRuntimeSeconds) {
+      throw new UnprocessableError('timeout', `Training exceeded training.maxRuntimeSeconds (${opts.maxRuntimeSeconds} s).`, '/training/maxRuntimeSeconds');
+    }
+  };
+
+  try {
+    // 1. Feature cache: train the suffix on precomputed prefix outputs when that is exact.
+    let model = target.model;
+    let x = trainSplit.x;
+    let valX = valSplit?.x ?? null;
+    const split = opts.featureCacheMaxBytes > 0 ? planFeatureSplit(target.model) : null;
+    const useCache = split !== null && featureBytes(split, n + (valSplit?.x.shape[0] ?? 0)) <= opts.featureCacheMaxBytes;
+    if (useCache) {
+      const report = (done: number) => opts.onBatch?.({ phase: 'caching', epoch: 0, epochs: opts.epochs, batch: Math.ceil(done / EVAL_BATCH), batches: Math.ceil(n / EVAL_BATCH), loss: null, accuracy: null, samplesPerSecond: null });
+      x = await extractFeatures(split.prefix, trainSplit.x, EVAL_BATCH, async (done) => {
+        checkAbort();
+        await report(done);
+      });
+      owned.push(x);
+      if (valSplit) {
+        valX = await extractFeatures(split.prefix, valSplit.x, EVAL_BATCH);
+        owned.push(valX);
+      }
+      model = split.suffix;
+    }
+
+    // 2. One optimizer per learning-rate multiplier.
+    const groups = new Map<number, tf.Variable[]>();
+    for (const layer of model.layers) {
+      const m = target.lrMultipliers[layer.name];
+      if (m === undefined) continue;
+      const vars = layer.trainableWeights.map((w) => w.read() as tf.Variable);
+      groups.set(m, [...(groups.get(m) ?? []), ...vars]);
+    }
+    const allVars = [...groups.values()].flat();
+    const plan = [...groups].map(([m, vars]) => {
+      const opt = makeOptimizer(opts.optimizer, opts.learningRate * m);
+      optimizers.push(opt);
+      return { opt, names: vars.map((v) => v.name) };
+    });
+
+    const rng = new Random(opts.seed);
+    const order = Int32Array.from({ length: n }, (_, i) => i);
+    const history: EpochMetrics[] = [];
+    let best = Infinity;
+    let bestEpoch: number | null = null;
+    let sinceBest = 0;
+    let stoppedEarly = false;
+    let samplesSeen = 0;
+    let trainSeconds = 0;
+
+    for (let epoch = 1; epoch <= opts.epochs; epoch++) {
+      const epochStart = performance.now();
+      shuffleInPlace(order, rng);
+      let lossSum = 0;
+      let correct = 0;
+      for (let b = 0; b < batches; b++) {
+        checkAbort();
+        const idx = order.subarray(b * opts.batchSize, Math.min(n, (b + 1) * opts.batchSize));
+        const stats = tf.tidy(() => {
+          const indices = tf.tensor1d(idx, 'int32');
+          const xb = tf.gather(x, indices);
+          const yb = tf.gather(trainSplit.y, indices);
+          let pred: tf.Tensor | null = null;
+          const { value, grads } = tf.variableGrads(() => {
+            pred = tf.keep(model.apply(xb, { training: true }) as tf.Tensor);
+            return lossFn(yb, pred);
+          }, allVars);
+          for (const { opt, names } of plan) {
+            const mine = names.filter((name) => grads[name] !== undefined);
+            if (mine.length > 0) opt.applyGradients(Object.fromEntries(mine.map((name) => [name, grads[name]])));
+          }
+          const hits = classification ? correctCount(yb, pred!) : tf.scalar(0);
+          return tf.stack([value, hits]);
+        });
+        const [batchLoss, hits] = await stats.data();
+        stats.dispose();
+        if (!Number.isFinite(batchLoss)) {
+          throw new UnprocessableError(
+            'diverged',
+            `Training diverged: the loss became ${batchLoss} at epoch ${epoch}, batch ${b + 1}. Lower training.learningRate (now ${opts.learningRate}) or check the data.`,
+            '/training/learningRate',
+          );
+        }
+        lossSum += batchLoss * idx.length;
+        correct += hits;
+        samplesSeen += idx.length;
+        const elapsed = trainSeconds + (performance.now() - epochStart) / 1000;
+        await opts.onBatch?.({
+          phase: 'training', epoch, epochs: opts.epochs, batch: b + 1, batches,
+          loss: lossSum / ((b * opts.batchSize) + idx.length), accuracy: classification ? correct / ((b * opts.batchSize) + idx.length) : null,
+          samplesPerSecond: elapsed > 0 ? samplesSeen / elapsed : null,
+        });
+        await yieldToEventLoop();
+      }
+      trainSeconds += (performance.now() - epochStart) / 1000;
+
+      let val: Metrics | null = null;
+      if (valSplit && valX) val = await evaluate(model, valX, valSplit.y, target.task, { lossFn, batchSize: EVAL_BATCH, withConfusion: false });
+      const metrics: EpochMetrics = {
+        epoch,
+        loss: lossSum / n,
+        accuracy: classification ? correct / n : null,
+        valLoss: val?.loss ?? null,
+        valAccuracy: val?.accuracy ?? null,
+        seconds: (performance.now() - epochStart) / 1000,
+      };
+      history.push(metrics);
+      await opts.onEpoch?.(metrics, { phase: 'training', epoch, epochs: opts.epochs, batch: batches, batches, loss: metrics.loss, accuracy: metrics.accuracy, samplesPerSecond: samplesSeen / trainSeconds });
+
+      if (metrics.valLoss !== null) {
+        const minDelta = opts.earlyStopping?.minDelta ?? 0;
+        if (metrics.valLoss < best - minDelta) {
+          best = metrics.valLoss;
+          bestEpoch = epoch;
+          sinceBest = 0;
+          if (opts.select === 'best') {
+            snapshot?.forEach((t) => t.dispose());
+            snapshot = target.model.getWeights().map((w) => tf.clone(w));
+          }
+        } else {
+          sinceBest++;
+        }
+        if (opts.earlyStopping && sinceBest >= opts.earlyStopping.patience) {
+          stoppedEarly = true;
+          break;
+        }
+      }
+    }
+
+    if (opts.select === 'best' && snapshot) target.model.setWeights(snapshot);
+    const seconds = (performance.now() - started) / 1000;
+    return { history, epochsRun: history.length, stoppedEarly, bestEpoch, featureCache: useCache, seconds, samplesPerSecond: samplesSeen / Math.max(trainSeconds, 1e-9) };
+  } finally {
+    (snapshot as tf.Tensor[] | null)?.forEach((t) => t.dispose());
+    owned.forEach((t) => t.dispose());
+    optimizers.forEach((o) => o.dispose());
+  }
+}

@@ -1,0 +1,81 @@
+import path from 'node:path';
+import { Worker } from 'bullmq';
+import pino from 'pino';
+import { loadConfig } from '../src/config';
+import type { TrainJobData } from '../src/jobs/job-queue';
+import { JobStore } from '../src/jobs/job-store';
+import { TERMINAL_STATUSES } from '../src/jobs/types';
+import { createRedis } from '../src/redis';
+
+/**
+ * A worker process: takes jobs from the queue and trains each in a sandboxed child process
+ * (BullMQ forks processor.js; child processes, not worker threads, because tfjs-node cannot load
+ * in a second thread). Lock renewal happens here, in the parent, so a long batch in the child
+ * never makes the job look stalled.
+ */
+const LOCK_DURATION_MS = 60_000;
+const STALLED_INTERVAL_MS = 30_000;
+const CLOSE_TIMEOUT_MS = 30_000;
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    console.error((err as Error).message);
+    process.exit(1);
+  }
+  const logger = pino({ level: config.LOG_LEVEL, name: 'graft-worker' });
+  const redis = createRedis(config.REDIS_URL, { forWorker: true });
+  const store = new JobStore(redis, config.QUEUE_NAME, config.JOB_RETENTION_SECONDS);
+
+  const worker = new Worker<TrainJobData>(config.QUEUE_NAME, path.join(__dirname, 'processor.js'), {
+    connection: createRedis(config.REDIS_URL, { forWorker: true }),
+    concurrency: config.WORKER_CONCURRENCY,
+    useWorkerThreads: false,
+    lockDuration: LOCK_DURATION_MS,
+    stalledInterval: STALLED_INTERVAL_MS,
+    maxStalledCount: 2,
+  });
+
+  // A child that dies (kill -9, out of memory) cannot write its own epitaph: on the last attempt,
+  // record the failure here so the job never stays "running" forever.
+  worker.on('failed', (job, err) => {
+    if (!job) return;
+    const final = job.attemptsMade >= (job.opts.attempts ?? 1) || err.name === 'UnrecoverableError';
+    if (!final) return;
+    void (async () => {
+      const record = await store.get(job.data.jobId);
+      if (!record || TERMINAL_STATUSES.includes(record.status)) return;
+      await store.transition(job.data.jobId, ['queued', 'running'], 'failed', {
+        finishedAt: new Date().toISOString(),
+        error: { code: 'worker_crashed', message: `The training process died ${job.attemptsMade} time(s) (${err.message}); the job was given up. Try a smaller batchSize or model.`, param: null },
+      });
+      await store.releaseOutput(record.spec.output.checkpoint, record.id);
+    })().catch((e) => logger.error({ err: e }, 'could not record a failed job'));
+  });
+  worker.on('error', (err) => logger.error({ err }, 'worker error'));
+  worker.on('ready', () => logger.info({ queue: config.QUEUE_NAME, concurrency: config.WORKER_CONCURRENCY }, 'worker ready'));
+
+  let closing = false;
+  const shutdown = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    logger.info({ signal }, 'shutting down: finishing or handing back active jobs');
+    const timer = setTimeout(() => {
+      logger.warn('close timed out; forcing (active jobs return to the queue as stalled)');
+      void worker.close(true);
+    }, CLOSE_TIMEOUT_MS);
+    try {
+      await worker.close();
+    } finally {
+      clearTimeout(timer);
+      await Promise.allSettled([redis.quit()]);
+      process.exit(0);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+void main();
