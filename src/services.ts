@@ -89,7 +89,7 @@ export function preflightStorage(checkpoints: CheckpointCatalog, datasets: Datas
     },
     async checkpoint(name) {
       const c = await orNull(checkpoints.describe(name));
-      return c && { layers: c.layers.map((l) => l.name), weights: c.layers.flatMap((l) => l.weights) };
+      return c && { layers: c.layers.filter((l) => l.className !== 'InputLayer').map((l) => l.name), weights: c.layers.flatMap((l) => l.weights) };
     },
     checkpointExists: (name) => checkpoints.exists(name),
   };

@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { UnrecoverableError, type SandboxedJob } from 'bullmq';
 import pino, { type Logger } from 'pino';
@@ -66,7 +67,8 @@ export default async function processTrainJob(job: SandboxedJob<TrainJobData>, _
   }
 
   await store.incrementAttempts(id);
-  await store.transition(id, ['queued', 'running'], 'running', { startedAt: record.startedAt ?? now(), error: null });
+  // The BullMQ worker is this child's parent: name it, so users can tell which process ran the job.
+  await store.transition(id, ['queued', 'running'], 'running', { startedAt: record.startedAt ?? now(), error: null, worker: `${os.hostname()}:${process.ppid}` });
 
   // A previous attempt may have died between writing the checkpoint and recording success.
   const written = await readOwnManifest(layout.checkpointDir(spec.output.checkpoint), id);

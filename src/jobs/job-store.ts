@@ -63,6 +63,7 @@ export interface JobPatch {
   result?: JobResult | null;
   error?: JobError | null;
   attempts?: number;
+  worker?: string;
 }
 
 export class JobStore {
@@ -99,6 +100,7 @@ export class JobStore {
       startedAt: null,
       finishedAt: null,
       attempts: 0,
+      worker: null,
       spec,
       progress: null,
       result: null,
@@ -219,6 +221,7 @@ export class JobStore {
       startedAt: h.startedAt ?? null,
       finishedAt: h.finishedAt ?? null,
       attempts: Number(h.attempts ?? 0),
+      worker: h.worker ?? null,
       spec: json<JobSpec>(h.spec)!,
       progress: json<JobProgress>(h.progress),
       result: json<JobResult>(h.result),

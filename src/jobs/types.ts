@@ -62,6 +62,7 @@ export const JobSchema = Type.Object({
   startedAt: Nullable(Type.String({ format: 'date-time' })),
   finishedAt: Nullable(Type.String({ format: 'date-time' })),
   attempts: Type.Integer({ description: 'Times a worker has started this job.' }),
+  worker: Type.Optional(Nullable(Type.String({ description: 'The worker process (host:pid) that ran the latest attempt.' }))),
   spec: JobSpecSchema,
   progress: Nullable(ProgressSchema),
   result: Nullable(JobResultSchema),

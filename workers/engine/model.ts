@@ -43,10 +43,10 @@ export async function buildTarget(spec: JobSpec, ctx: BuildContext): Promise<Tar
   let restore: RestorePlan | null = null;
 
   if (spec.type === 'pretrain') {
-    model = spec.model?.architecture ? buildArchitecture(spec, ctx, seed) : fromTopology(spec.model!.topology!, seed, '/model/topology');
+    model = spec.model?.architecture ? buildArchitecture(spec, ctx, seed) : await fromTopology(spec.model!.topology!, seed, '/model/topology');
   } else {
     const source = await ctx.loadSource(spec.source!.checkpoint);
-    const full = spec.model?.topology ? fromTopology(spec.model.topology, seed, '/model/topology') : fromTopology(source.modelTopology, seed, '/source/checkpoint');
+    const full = await fromTopology(spec.model?.topology ?? source.modelTopology, seed, spec.model?.topology ? '/model/topology' : '/source/checkpoint');
     model = reHead(full, spec, seed);
     restore = restoreWeights(model, source, spec.source!.restore ?? '.*');
   }
@@ -59,11 +59,13 @@ export async function buildTarget(spec: JobSpec, ctx: BuildContext): Promise<Tar
   const task = inferTask(model, inputShape);
   if (task === 'classification') checkOutputUnits(model, spec, ctx.numClasses);
 
-  const layerNames = model.layers.map((l) => l.name);
+  // Input layers have no weights; leaving them out keeps `^enc_conv` from matching `enc_conv1_input`.
+  const layerNames = model.layers.filter((l) => l.getClassName() !== 'InputLayer').map((l) => l.name);
   const frozen = selectFrozen(layerNames, spec.freeze as string | string[] | undefined);
   const rules = compileLrMultipliers(spec.training?.lrMultipliers);
   const lrMultipliers: Record<string, number> = {};
   for (const layer of model.layers) {
+    if (layer.getClassName() === 'InputLayer') continue;
     if (frozen.includes(layer.name)) {
       freezeLayer(layer);
       continue;
@@ -87,16 +89,16 @@ function buildArchitecture(spec: JobSpec, ctx: BuildContext, seed: number): tf.L
   }
   const plan = planArchitecture(spec.model!.architecture!, spec.model!.options ?? {}, shape, ctx.numClasses);
   const model = tf.sequential({ name: spec.output.checkpoint });
-  plan.layers.forEach((layer, i) => model.add(buildLayer(layer, seed, i === 0 ? { inputShape: plan.inputShape } : {})));
+  model.add(tf.layers.inputLayer({ inputShape: plan.inputShape, name: 'input' }));
+  plan.layers.forEach((layer) => model.add(buildLayer(layer, seed)));
   return model;
 }
 
-function fromTopology(topology: unknown, seed: number, param: string): tf.LayersModel {
+async function fromTopology(topology: unknown, seed: number, param: string): Promise<tf.LayersModel> {
   const seeded = seedTopology(topology, seed) as Record<string, unknown>;
   const modelTopology = (seeded.modelTopology ?? seeded) as Record<string, unknown>;
   try {
-    // The deserialiser is synchronous under the hood; the wrapper only adds weight loading.
-    return tf.models.modelFromJSON({ modelTopology } as never) as unknown as tf.LayersModel;
+    return await tf.models.modelFromJSON({ modelTopology } as never);
   } catch (err) {
     throw new UnprocessableError('invalid_topology', `The model topology cannot be built: ${(err as Error).message}`, param);
   }

@@ -177,14 +177,17 @@ export async function train(target: TargetModel, trainSplit: Split, valSplit: Sp
             if (mine.length > 0) opt.applyGradients(Object.fromEntries(mine.map((name) => [name, grads[name]])));
           }
           const hits = classification ? correctCount(yb, pred!) : tf.scalar(0);
-          return tf.stack([value, hits]);
+          // Probability clipping in the loss can mask NaN outputs, so look at the outputs too.
+          const broken = tf.cast(tf.logicalNot(tf.all(tf.isFinite(pred!))), 'float32');
+          (pred as tf.Tensor | null)?.dispose(); // kept past variableGrads' own scope; freed here
+          return tf.stack([value, hits, broken]);
         });
-        const [batchLoss, hits] = await stats.data();
+        const [batchLoss, hits, broken] = await stats.data();
         stats.dispose();
-        if (!Number.isFinite(batchLoss)) {
+        if (!Number.isFinite(batchLoss) || broken > 0) {
           throw new UnprocessableError(
             'diverged',
-            `Training diverged: the loss became ${batchLoss} at epoch ${epoch}, batch ${b + 1}. Lower training.learningRate (now ${opts.learningRate}) or check the data.`,
+            `Training diverged: ${broken > 0 ? 'the network output' : 'the loss'} became ${broken > 0 ? 'NaN/Infinity' : batchLoss} at epoch ${epoch}, batch ${b + 1}. Lower training.learningRate (now ${opts.learningRate}) or check the data.`,
             '/training/learningRate',
           );
         }
