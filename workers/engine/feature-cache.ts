@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { count, range, type HostTensor } from './host-data';
 import { isStochastic } from './layers';
 
 /**
@@ -53,24 +54,23 @@ export function planFeatureSplit(model: tf.LayersModel): FeatureSplit | null {
   };
 }
 
-/** Runs the prefix over `x` in inference mode, in batches, into one tensor. */
-export async function extractFeatures(prefix: tf.LayersModel, x: tf.Tensor, batchSize: number, onBatch?: (done: number) => Promise<void> | void): Promise<tf.Tensor> {
-  const n = x.shape[0];
-  const parts: tf.Tensor[] = [];
-  try {
-    for (let start = 0; start < n; start += batchSize) {
-      const size = Math.min(batchSize, n - start);
-      parts.push(tf.tidy(() => prefix.predict(x.slice(start, size)) as tf.Tensor));
-      await parts[parts.length - 1].data(); // bound memory and let the event loop breathe
-      await onBatch?.(start + size);
-    }
-    return tf.concat(parts, 0);
-  } finally {
-    parts.forEach((p) => p.dispose());
+/** Runs the prefix over `x` in inference mode, batch by batch, into host memory. */
+export async function extractFeatures(prefix: tf.LayersModel, x: HostTensor, batchSize: number, onBatch?: (done: number) => Promise<void> | void): Promise<HostTensor> {
+  const n = count(x);
+  const shape = [n, ...(prefix.outputs[0].shape.slice(1) as number[])];
+  const size = shape.slice(1).reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n * size);
+  for (let start = 0; start < n; start += batchSize) {
+    const m = Math.min(batchSize, n - start);
+    const out = tf.tidy(() => prefix.predict(range(x, start, m)) as tf.Tensor);
+    data.set(await out.data(), start * size);
+    out.dispose();
+    await onBatch?.(start + m);
   }
+  return { data, shape };
 }
 
-/** Bytes a float32 feature tensor for `n` samples at the boundary would take. */
+/** Bytes the float32 features of `n` samples at the boundary would take. */
 export function featureBytes(split: FeatureSplit, n: number): number {
   const perSample = (split.prefix.outputs[0].shape.slice(1) as number[]).reduce((a, b) => a * b, 1);
   return perSample * n * 4;

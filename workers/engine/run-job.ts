@@ -1,4 +1,3 @@
-import * as tf from '@tensorflow/tfjs';
 import { UnprocessableError } from '../../src/errors';
 import type { JobProgress, JobResult } from '../../src/jobs/types';
 import type { JobSpec } from '../../src/spec/schema';
@@ -11,7 +10,8 @@ import { stratifiedSplit } from './data/random';
 import { evaluate, type Metrics } from './evaluate';
 import { lossFor } from './losses';
 import { buildTarget, dispose, type Shape3, type TargetModel } from './model';
-import { train, type EpochMetrics, type Split } from './trainer';
+import type { Split } from './host-data';
+import { train, type EpochMetrics } from './trainer';
 
 /**
  * One job, start to finish: dataset → target network → training → evaluation → checkpoint.
@@ -54,7 +54,6 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
   const numClasses = description.classes.length;
 
   let target: TargetModel | null = null;
-  let data: Prepared | null = null;
   try {
     await progress({ phase: 'building' });
     target = await buildTarget(spec, {
@@ -66,9 +65,10 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
       log('restored weights', { restored: target.restore.restored.length, skipped: target.restore.skipped });
     }
 
-    data = await prepareData(spec, ctx, target, description.splits.test !== undefined && description.splits.test !== null, numClasses);
+    const data = await prepareData(spec, ctx, target, description.splits.test !== undefined && description.splits.test !== null, numClasses);
 
     const trained = await train(target, data.train, data.val, {
+      classes: target.task === 'classification' ? numClasses : 0,
       epochs: training.epochs,
       batchSize: training.batchSize,
       optimizer: training.optimizer,
@@ -88,9 +88,9 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
 
     await progress({ phase: 'evaluating', epoch: trained.epochsRun, batches: 0 });
     const { fn: lossFn } = lossFor(target.model, target.task);
-    const evalOpts = { lossFn, batchSize: EVAL_BATCH, withConfusion: true, classNames: data.classes };
-    const validation = data.val ? await evaluate(target.model, data.val.x, data.val.y, target.task, evalOpts) : null;
-    const test = data.test ? await evaluate(target.model, data.test.x, data.test.y, target.task, evalOpts) : null;
+    const evalOpts = { lossFn, batchSize: EVAL_BATCH, classes: target.task === 'classification' ? numClasses : 0, withConfusion: true, classNames: data.classes };
+    const validation = data.val ? await evaluate(target.model, data.val, evalOpts) : null;
+    const test = data.test ? await evaluate(target.model, data.test, evalOpts) : null;
     const metrics = { validation: publicMetrics(validation), test: publicMetrics(test) };
 
     await progress({ phase: 'saving', epoch: trained.epochsRun });
@@ -126,7 +126,6 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
       },
     };
   } finally {
-    if (data) tf.dispose([data.train.x, data.train.y, data.val?.x, data.val?.y, data.test?.x, data.test?.y].filter((t): t is tf.Tensor => t !== undefined));
     if (target) dispose(target.model);
   }
 }
@@ -153,18 +152,16 @@ async function prepareData(spec: JobSpec, ctx: RunContext, target: TargetModel, 
 
   const shape = loaded.shape.slice(1);
   const perSample = shape.reduce((a, b) => a * b, 1);
+  const classification = target.task === 'classification';
   const toSplit = (images: Float32Array, labels: Int32Array, idx: Int32Array | null): Split => {
-    const count = idx ? idx.length : labels.length;
-    const x = new Float32Array(count * perSample);
-    const y = new Int32Array(count);
-    for (let k = 0; k < count; k++) {
-      const i = idx ? idx[k] : k;
+    if (!idx) return { x: { data: images, shape: [labels.length, ...shape] }, labels: classification ? labels : null };
+    const x = new Float32Array(idx.length * perSample);
+    const y = new Int32Array(idx.length);
+    idx.forEach((i, k) => {
       x.set(images.subarray(i * perSample, (i + 1) * perSample), k * perSample);
       y[k] = labels[i];
-    }
-    const xt = tf.tensor(x, [count, ...shape]);
-    const yt = target.task === 'classification' ? tf.tidy(() => tf.oneHot(tf.tensor1d(y, 'int32'), numClasses).toFloat()) : xt.clone();
-    return { x: xt, y: yt };
+    });
+    return { x: { data: x, shape: [idx.length, ...shape] }, labels: classification ? y : null };
   };
 
   const trainSplit = toSplit(loaded.images, loaded.labels, trainIdx);

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { GraftError, UnprocessableError } from '../../src/errors';
 import { Random, shuffleInPlace } from './data/random';
 import { evaluate, type Metrics } from './evaluate';
+import { count, oneHotRows, rows, type Split } from './host-data';
 import { extractFeatures, featureBytes, planFeatureSplit } from './feature-cache';
 import { correctCount, lossFor } from './losses';
 import type { TargetModel } from './model';
@@ -12,13 +13,6 @@ import type { TargetModel } from './model';
  * cannot implement a multiplier), frozen-prefix feature caching, an AbortSignal checked between
  * batches, per-batch progress, NaN detection and best-epoch selection.
  */
-export interface Split {
-  /** Inputs [n, h, w, c]. */
-  x: tf.Tensor;
-  /** Targets: one-hot labels (classification) or the inputs themselves (reconstruction). */
-  y: tf.Tensor;
-}
-
 export interface EpochMetrics {
   epoch: number;
   loss: number;
@@ -39,7 +33,11 @@ export interface BatchProgress {
   samplesPerSecond: number | null;
 }
 
+export type { Split } from './host-data';
+
 export interface TrainOptions {
+  /** Number of classes (classification); 0 for reconstruction. */
+  classes: number;
   epochs: number;
   batchSize: number;
   optimizer: 'adam' | 'sgd' | 'momentum' | 'rmsprop' | 'adagrad';
@@ -94,11 +92,10 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
 
 export async function train(target: TargetModel, trainSplit: Split, valSplit: Split | null, opts: TrainOptions): Promise<TrainResult> {
   const started = performance.now();
-  const n = trainSplit.x.shape[0];
+  const n = count(trainSplit.x);
   const batches = Math.ceil(n / opts.batchSize);
   const { fn: lossFn } = lossFor(target.model, target.task);
   const classification = target.task === 'classification';
-  const owned: tf.Tensor[] = [];
   const optimizers: tf.Optimizer[] = [];
   let snapshot: tf.Tensor[] | null = null;
 
@@ -112,21 +109,19 @@ export async function train(target: TargetModel, trainSplit: Split, valSplit: Sp
   try {
     // 1. Feature cache: train the suffix on precomputed prefix outputs when that is exact.
     let model = target.model;
-    let x = trainSplit.x;
-    let valX = valSplit?.x ?? null;
+    let train = trainSplit;
+    let val = valSplit;
     const split = opts.featureCacheMaxBytes > 0 ? planFeatureSplit(target.model) : null;
-    const useCache = split !== null && featureBytes(split, n + (valSplit?.x.shape[0] ?? 0)) <= opts.featureCacheMaxBytes;
+    const useCache = split !== null && featureBytes(split, n + (valSplit ? count(valSplit.x) : 0)) <= opts.featureCacheMaxBytes;
     if (useCache) {
       const report = (done: number) => opts.onBatch?.({ phase: 'caching', epoch: 0, epochs: opts.epochs, batch: Math.ceil(done / EVAL_BATCH), batches: Math.ceil(n / EVAL_BATCH), loss: null, accuracy: null, samplesPerSecond: null });
-      x = await extractFeatures(split.prefix, trainSplit.x, EVAL_BATCH, async (done) => {
+      const features = await extractFeatures(split.prefix, trainSplit.x, EVAL_BATCH, async (done) => {
         checkAbort();
         await report(done);
       });
-      owned.push(x);
-      if (valSplit) {
-        valX = await extractFeatures(split.prefix, valSplit.x, EVAL_BATCH);
-        owned.push(valX);
-      }
+      // A reconstruction target stays the original input; only the network's input changes.
+      train = { x: features, labels: trainSplit.labels, target: trainSplit.x };
+      if (valSplit) val = { x: await extractFeatures(split.prefix, valSplit.x, EVAL_BATCH), labels: valSplit.labels, target: valSplit.x };
       model = split.suffix;
     }
 
@@ -164,9 +159,8 @@ export async function train(target: TargetModel, trainSplit: Split, valSplit: Sp
         checkAbort();
         const idx = order.subarray(b * opts.batchSize, Math.min(n, (b + 1) * opts.batchSize));
         const stats = tf.tidy(() => {
-          const indices = tf.tensor1d(idx, 'int32');
-          const xb = tf.gather(x, indices);
-          const yb = tf.gather(trainSplit.y, indices);
+          const xb = rows(train.x, idx);
+          const yb = classification ? oneHotRows(train.labels!, idx, opts.classes) : rows(train.target ?? train.x, idx);
           let pred: tf.Tensor | null = null;
           const { value, grads } = tf.variableGrads(() => {
             pred = tf.keep(model.apply(xb, { training: true }) as tf.Tensor);
@@ -204,14 +198,14 @@ export async function train(target: TargetModel, trainSplit: Split, valSplit: Sp
       }
       trainSeconds += (performance.now() - epochStart) / 1000;
 
-      let val: Metrics | null = null;
-      if (valSplit && valX) val = await evaluate(model, valX, valSplit.y, target.task, { lossFn, batchSize: EVAL_BATCH, withConfusion: false });
+      let valMetrics: Metrics | null = null;
+      if (val) valMetrics = await evaluate(model, val, { lossFn, batchSize: EVAL_BATCH, classes: opts.classes, withConfusion: false });
       const metrics: EpochMetrics = {
         epoch,
         loss: lossSum / n,
         accuracy: classification ? correct / n : null,
-        valLoss: val?.loss ?? null,
-        valAccuracy: val?.accuracy ?? null,
+        valLoss: valMetrics?.loss ?? null,
+        valAccuracy: valMetrics?.accuracy ?? null,
         seconds: (performance.now() - epochStart) / 1000,
       };
       history.push(metrics);
@@ -242,7 +236,6 @@ export async function train(target: TargetModel, trainSplit: Split, valSplit: Sp
     return { history, epochsRun: history.length, stoppedEarly, bestEpoch, featureCache: useCache, seconds, samplesPerSecond: samplesSeen / Math.max(trainSeconds, 1e-9) };
   } finally {
     (snapshot as tf.Tensor[] | null)?.forEach((t) => t.dispose());
-    owned.forEach((t) => t.dispose());
     optimizers.forEach((o) => o.dispose());
   }
 }
