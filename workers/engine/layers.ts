@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { LayerPlan } from '../../src/spec/architectures';
+import { Random } from './data/random';
 import type { HeadLayerSpec } from '../../src/spec/schema';
 
 /**
@@ -44,7 +45,23 @@ export function buildLayer(plan: LayerPlan | { name: string; className: string; 
   if (['Conv2D', 'Conv2DTranspose', 'Dense'].includes(plan.className)) {
     config.kernelInitializer = tf.initializers.glorotUniform({ seed: deriveSeed(seed, plan.name, 'kernel') });
   }
-  return factory(config);
+  const layer = factory(config);
+  if (plan.className === 'Dropout') seedDropout(layer, deriveSeed(seed, plan.name, 'dropout'), config.rate as number);
+  return layer;
+}
+
+/**
+ * tfjs's Dropout either draws from Math.random (unseeded: runs are not repeatable) or, given a
+ * seed, draws the *same* mask on every call. Each call here gets the next seed of a seeded
+ * generator instead: a fresh mask per batch, the same sequence for the same job seed.
+ */
+function seedDropout(layer: tf.layers.Layer, seed: number, rate: number): void {
+  const rng = new Random(seed);
+  layer.call = (inputs, kwargs) =>
+    tf.tidy(() => {
+      const x = Array.isArray(inputs) ? inputs[0] : inputs;
+      return kwargs.training && rate > 0 ? tf.dropout(x, rate, undefined, rng.nextUint32()) : x.clone();
+    });
 }
 
 export function headLayerPlan(layer: HeadLayerSpec, name: string): { name: string; className: string; config: Record<string, unknown> } {
