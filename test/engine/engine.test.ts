@@ -169,3 +169,51 @@ describe('frozen BatchNormalization', () => {
     expect(Array.from(after.get('conv/kernel')!)).not.toEqual(Array.from(before.get('conv/kernel')!));
   });
 });
+
+describe('training controls', () => {
+  it('stops early when the validation loss stops improving, and can keep the best epoch', async () => {
+    // minDelta larger than any possible improvement: epoch 2 cannot count as better than epoch 1.
+    const { result, manifest } = await runJob(
+      transferSpec('t-early', { training: { epochs: 6, batchSize: 32, seed: 3, earlyStopping: { patience: 1, minDelta: 10 } }, output: { checkpoint: 't-early', select: 'best' } }),
+      ctx('t9'),
+    );
+    expect(result.epochsRun).toBe(2);
+    expect(manifest.history).toHaveLength(2);
+    expect(manifest.metrics).toMatchObject({ training: { stoppedEarly: true, bestEpoch: 1 } });
+  });
+
+  it('builds the target from a full model.topology and restores weights by name', async () => {
+    const target = tf.sequential({ name: 'custom' });
+    target.add(tf.layers.inputLayer({ inputShape: [28, 28, 1], name: 'input' }));
+    target.add(tf.layers.conv2d({ name: 'enc_conv1', filters: 4, kernelSize: 5, activation: 'relu' }));
+    target.add(tf.layers.maxPooling2d({ name: 'pool', poolSize: 4 }));
+    target.add(tf.layers.flatten({ name: 'flat' }));
+    target.add(tf.layers.dense({ name: 'out', units: 10, activation: 'softmax' }));
+    const topology = target.toJSON(null, false) as Record<string, unknown>;
+    target.dispose();
+    const before = await weightsOf('cae');
+    const { result } = await runJob(
+      transferSpec('t-topology', { source: { checkpoint: 'cae', restore: '^enc_conv1/' }, freeze: ['enc_conv1'], model: { topology } }),
+      ctx('t10'),
+    );
+    expect(result.restored).toEqual(['enc_conv1/kernel', 'enc_conv1/bias']);
+    const after = await weightsOf('t-topology');
+    expect(Array.from(after.get('enc_conv1/kernel')!)).toEqual(Array.from(before.get('enc_conv1/kernel')!));
+    expect(after.get('out/kernel')!.length).toBe(6 * 6 * 4 * 10);
+  });
+
+  it('reports same-name weights of another shape as shape_mismatch', async () => {
+    const target = tf.sequential({ name: 'wide' });
+    target.add(tf.layers.conv2d({ name: 'enc_conv1', inputShape: [28, 28, 1], filters: 6, kernelSize: 5 }));
+    target.add(tf.layers.flatten({ name: 'flat' }));
+    target.add(tf.layers.dense({ name: 'out', units: 10, activation: 'softmax' }));
+    const topology = target.toJSON(null, false) as Record<string, unknown>;
+    target.dispose();
+    const baseline = tf.memory().numTensors;
+    await expect(runJob(transferSpec('t-mismatch', { freeze: undefined, model: { topology } }), ctx('t11'))).rejects.toMatchObject({
+      code: 'shape_mismatch',
+      details: [{ name: 'enc_conv1/kernel', sourceShape: [5, 5, 1, 4], targetShape: [5, 5, 1, 6] }, { name: 'enc_conv1/bias', sourceShape: [4], targetShape: [6] }],
+    });
+    expect(tf.memory().numTensors).toBe(baseline);
+  });
+});

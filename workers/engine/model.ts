@@ -47,8 +47,18 @@ export async function buildTarget(spec: JobSpec, ctx: BuildContext): Promise<Tar
   } else {
     const source = await ctx.loadSource(spec.source!.checkpoint);
     const full = await fromTopology(spec.model?.topology ?? source.modelTopology, seed, spec.model?.topology ? '/model/topology' : '/source/checkpoint');
-    model = reHead(full, spec, seed);
-    restore = restoreWeights(model, source, spec.source!.restore ?? '.*');
+    try {
+      model = reHead(full, spec, seed);
+    } catch (err) {
+      dispose(full);
+      throw err;
+    }
+    try {
+      restore = restoreWeights(model, source, spec.source!.restore ?? '.*');
+    } catch (err) {
+      dispose(model);
+      throw err;
+    }
   }
 
   const inputShape = model.inputs[0].shape.slice(1) as Shape3;
@@ -61,8 +71,15 @@ export async function buildTarget(spec: JobSpec, ctx: BuildContext): Promise<Tar
 
   // Input layers have no weights; leaving them out keeps `^enc_conv` from matching `enc_conv1_input`.
   const layerNames = model.layers.filter((l) => l.getClassName() !== 'InputLayer').map((l) => l.name);
-  const frozen = selectFrozen(layerNames, spec.freeze as string | string[] | undefined);
-  const rules = compileLrMultipliers(spec.training?.lrMultipliers);
+  let frozen: string[];
+  let rules: ReturnType<typeof compileLrMultipliers>;
+  try {
+    frozen = selectFrozen(layerNames, spec.freeze as string | string[] | undefined);
+    rules = compileLrMultipliers(spec.training?.lrMultipliers);
+  } catch (err) {
+    dispose(model);
+    throw err;
+  }
   const lrMultipliers: Record<string, number> = {};
   for (const layer of model.layers) {
     if (layer.getClassName() === 'InputLayer') continue;
