@@ -6,15 +6,23 @@ import { NotFoundError } from './errors';
 import { JobQueue } from './jobs/job-queue';
 import { JobService } from './jobs/job-service';
 import { JobStore } from './jobs/job-store';
+import type { Redis } from 'ioredis';
 import { createRedis } from './redis';
 import type { PreflightStorage } from './spec/preflight';
 import { CheckpointCatalog } from './storage/checkpoints';
 import { DatasetCatalog } from './storage/datasets';
 import { DataLayout } from './storage/layout';
 
+/** How long an Idempotency-Key remembers its job (clients retry within minutes, not days). */
+const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+
 /** What the routes need; tests and server.ts build it with createServices. */
 export interface AppDeps {
   jobs: JobService;
+  /** A fresh connection for one blocking reader (an SSE stream); the caller quits it. */
+  blockingRedis(): Redis;
+  /** Redis key of a job's event stream. */
+  eventsKey(jobId: string): string;
   checkpoints: CheckpointCatalog;
   datasets: DatasetCatalog;
   health: { redis(): Promise<void>; volume(): Promise<void> };
@@ -38,7 +46,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
   const checkpoints = new CheckpointCatalog(layout);
   const datasets = new DatasetCatalog(layout);
   const storage = preflightStorage(checkpoints, datasets);
-  const jobs = new JobService({ store, queue, storage, logger });
+  const jobs = new JobService({ store, queue, storage, logger, queueName: config.QUEUE_NAME, idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS } });
 
   let closing: Promise<void> | null = null;
   return {
@@ -47,6 +55,8 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
     queue,
     deps: {
       jobs,
+      blockingRedis: () => redis.duplicate(),
+      eventsKey: (jobId) => store.events.key(jobId),
       checkpoints,
       datasets,
       health: {

@@ -38,6 +38,13 @@ async function main(): Promise<void> {
     maxStalledCount: 2,
   });
 
+  // Cancel requests are published by the API; only the worker holding the job can abort it.
+  const subscriber = redis.duplicate();
+  await subscriber.subscribe(store.cancelChannel);
+  subscriber.on('message', (_channel, jobId: string) => {
+    if (worker.cancelJob(jobId, 'cancelled by user')) logger.info({ jobId }, 'cancelling the running job');
+  });
+
   // A child that dies (kill -9, out of memory) cannot write its own epitaph: on the last attempt,
   // record the failure here so the job never stays "running" forever.
   worker.on('failed', (job, err) => {
@@ -70,7 +77,7 @@ async function main(): Promise<void> {
       await worker.close();
     } finally {
       clearTimeout(timer);
-      await Promise.allSettled([redis.quit()]);
+      await Promise.allSettled([subscriber.quit(), redis.quit()]);
       process.exit(0);
     }
   };

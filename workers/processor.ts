@@ -21,6 +21,7 @@ import { JobCancelledError } from './engine/trainer';
  * the job record's story: running → succeeded | failed | cancelled, or back to queued for a retry.
  */
 const PROGRESS_INTERVAL_MS = 1000;
+const CANCEL_POLL_MS = 1000;
 
 interface ChildServices {
   config: Readonly<Config>;
@@ -66,6 +67,12 @@ export default async function processTrainJob(job: SandboxedJob<TrainJobData>, _
     throw new UnrecoverableError((err as Error).message);
   }
 
+  if (await store.isCancelRequested(id)) {
+    await store.transition(id, ['queued', 'running'], 'cancelled', { finishedAt: now() });
+    await store.releaseOutput(spec.output.checkpoint, id);
+    return { skipped: 'cancelled' };
+  }
+
   await store.incrementAttempts(id);
   // The BullMQ worker is this child's parent: name it, so users can tell which process ran the job.
   await store.transition(id, ['queued', 'running'], 'running', { startedAt: record.startedAt ?? now(), error: null, worker: `${os.hostname()}:${process.ppid}` });
@@ -80,10 +87,22 @@ export default async function processTrainJob(job: SandboxedJob<TrainJobData>, _
     return result;
   }
 
+  // Cancellation reaches us two ways: BullMQ aborts `signal` when the worker holding the job gets
+  // the pub/sub request, and a flag in Redis is polled in case that message was missed.
+  const stop = new AbortController();
+  signal?.addEventListener('abort', () => stop.abort(), { once: true });
+  let lastCancelCheck = Date.now();
+  const pollCancel = async () => {
+    if (Date.now() - lastCancelCheck < CANCEL_POLL_MS) return;
+    lastCancelCheck = Date.now();
+    if (await store.isCancelRequested(id)) stop.abort();
+  };
+
   let lastWrite = 0;
   let latest: JobProgress | null = null;
   const writeProgress = async (p: JobProgress, force: boolean) => {
     latest = { ...p, updatedAt: now() };
+    await pollCancel();
     if (!force && Date.now() - lastWrite < PROGRESS_INTERVAL_MS) return;
     lastWrite = Date.now();
     await store.setProgress(id, latest);
@@ -96,9 +115,15 @@ export default async function processTrainJob(job: SandboxedJob<TrainJobData>, _
       layout,
       backend,
       featureCacheMaxBytes: config.FEATURE_CACHE_MAX_MB * 1024 * 1024,
-      signal,
+      signal: stop.signal,
       onProgress: (p) => writeProgress(p, p.phase !== 'training' || p.batch === p.batches),
-      onEpoch: (m) => void log.info({ ...m }, 'epoch finished'),
+      onEpoch: async (m) => {
+        log.info({ ...m }, 'epoch finished');
+        const val = m.valLoss === null ? '' : `, val_loss ${m.valLoss.toFixed(4)}${m.valAccuracy === null ? '' : `, val_accuracy ${m.valAccuracy.toFixed(4)}`}`;
+        await store.events.append(id, { type: 'metrics', message: `Epoch ${m.epoch}: loss ${m.loss.toFixed(4)}${m.accuracy === null ? '' : `, accuracy ${m.accuracy.toFixed(4)}`}${val}.`, data: { ...m } });
+      },
+      onEvent: (message, data) => store.events.append(id, { message, data }).then(() => undefined),
+      onWarning: (message, data) => store.events.append(id, { level: 'warning', message, data }).then(() => undefined),
       log: (msg, data) => log.info(data ?? {}, msg),
     });
     await store.transition(id, ['running'], 'succeeded', { finishedAt: now(), result: outcome.result, progress: latest ? { ...(latest as JobProgress), phase: 'done' } : null });
@@ -106,7 +131,7 @@ export default async function processTrainJob(job: SandboxedJob<TrainJobData>, _
     log.info({ metrics: outcome.result.metrics.test ?? outcome.result.metrics.validation }, 'job succeeded');
     return outcome.result;
   } catch (err) {
-    if (err instanceof JobCancelledError || signal?.aborted) {
+    if (err instanceof JobCancelledError || stop.signal.aborted) {
       await store.transition(id, ['queued', 'running'], 'cancelled', { finishedAt: now() });
       await store.releaseOutput(spec.output.checkpoint, id);
       log.info('job cancelled');

@@ -1,16 +1,25 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ConflictError, GraftError, NotFoundError } from '../errors';
 import { preflight, type PreflightReport, type PreflightStorage } from '../spec/preflight';
 import { withDefaults, type JobSpec } from '../spec/schema';
 import type { JobQueue } from './job-queue';
 import type { JobStore, ListOptions } from './job-store';
-import type { Job } from './types';
+import type { JobEvent } from './job-events';
+import { TERMINAL_STATUSES, type Job } from './types';
 
 /** Submission and lookup of jobs: the API's side of the job lifecycle. */
 export class JobService {
   constructor(
-    private readonly deps: { store: JobStore; queue: JobQueue; storage: PreflightStorage; logger: Logger },
+    private readonly deps: {
+      store: JobStore;
+      queue: JobQueue;
+      storage: PreflightStorage;
+      logger: Logger;
+      queueName: string;
+      idempotency: { redis: Redis; idempotencyTtlSeconds: number };
+    },
   ) {}
 
   /** Every check a submission gets, without enqueueing anything. */
@@ -22,13 +31,12 @@ export class JobService {
    * Checks, reserves the output name, records the job, then enqueues it. If enqueueing fails the
    * record and the reservation are rolled back, so a 5xx never leaves a phantom job behind.
    */
-  async submit(input: JobSpec): Promise<Job> {
+  async submit(input: JobSpec, id: string = randomUUID()): Promise<Job> {
     const spec = withDefaults(input);
     const report = await preflight(spec, this.deps.storage);
     if (report.errors.length > 0) throw pickFirst(report.errors);
 
     const { store, queue } = this.deps;
-    const id = randomUUID();
     if (!(await store.reserveOutput(spec.output.checkpoint, id))) {
       throw new ConflictError('checkpoint_reserved', `Another queued or running job already writes the checkpoint "${spec.output.checkpoint}".`, '/output/checkpoint');
     }
@@ -41,8 +49,70 @@ export class JobService {
       await store.releaseOutput(spec.output.checkpoint, id).catch(() => undefined);
       throw err;
     }
+    for (const warning of report.warnings) await store.events.append(id, { level: 'warning', message: warning });
     this.deps.logger.info({ jobId: id, type: spec.type, output: spec.output.checkpoint }, 'job queued');
     return job;
+  }
+
+  /**
+   * Submission with an Idempotency-Key: the first request with a key creates the job; a retry
+   * with the same key and body gets that job back (`replayed`), another body under the same key
+   * is a conflict. The key is claimed before submitting, so two racing retries create one job.
+   */
+  async submitIdempotent(input: JobSpec, key: string): Promise<{ job: Job; replayed: boolean }> {
+    const { redis, idempotencyTtlSeconds } = this.deps.idempotency;
+    const redisKey = `graft:${this.deps.queueName}:idempotency:${sha256(key)}`;
+    const bodyHash = sha256(stableStringify(input));
+    const id = randomUUID();
+    const claimed = await redis.set(redisKey, JSON.stringify({ jobId: id, bodyHash }), 'EX', idempotencyTtlSeconds, 'NX');
+    if (claimed !== 'OK') {
+      const previous = JSON.parse((await redis.get(redisKey)) ?? '{}') as { jobId?: string; bodyHash?: string };
+      if (previous.bodyHash !== bodyHash) {
+        throw new ConflictError('idempotency_key_reused', 'This Idempotency-Key was already used with a different request body; use a new key for a new job.', null);
+      }
+      const job = await this.deps.store.get(previous.jobId ?? '');
+      if (!job) throw new ConflictError('idempotency_key_in_flight', 'A request with this Idempotency-Key is still being processed (or failed validation); retry in a moment.', null);
+      return { job, replayed: true };
+    }
+    try {
+      return { job: await this.submit(input, id), replayed: false };
+    } catch (err) {
+      // A rejected submission must not pin the key: the client fixes the body and retries.
+      await redis.del(redisKey);
+      throw err;
+    }
+  }
+
+  /**
+   * Cancels a job. Queued: removed from the queue at once. Running: the worker holding it is told
+   * (pub/sub, plus a flag it polls) and stops within a batch; the status becomes `cancelled` then.
+   * Cancelling a cancelled job is harmless; a finished one is a conflict.
+   */
+  async cancel(id: string): Promise<{ job: Job; pending: boolean }> {
+    const { store, queue } = this.deps;
+    const job = await this.get(id);
+    if (job.status === 'cancelled') return { job, pending: false };
+    if (TERMINAL_STATUSES.includes(job.status)) {
+      throw new ConflictError('job_finished', `The job already ${job.status}; only queued or running jobs can be cancelled.`, null);
+    }
+    if (job.status === 'queued') {
+      await queue.remove(id);
+      const moved = await store.transition(id, ['queued'], 'cancelled', { finishedAt: new Date().toISOString() });
+      if (moved.ok) {
+        await store.releaseOutput(job.spec.output.checkpoint, id);
+        return { job: await this.get(id), pending: false };
+      }
+      // A worker took it in the meantime: cancel it as a running job.
+    }
+    await store.requestCancel(id);
+    await store.events.append(id, { message: 'Cancellation requested; the worker stops at the next batch.' });
+    const now = await this.get(id);
+    return { job: now, pending: !TERMINAL_STATUSES.includes(now.status) };
+  }
+
+  async events(id: string, opts: { after?: string; limit: number }): Promise<JobEvent[]> {
+    await this.get(id);
+    return this.deps.store.events.list(id, opts);
   }
 
   async get(id: string): Promise<Job> {
@@ -60,4 +130,20 @@ export class JobService {
 function pickFirst(errors: GraftError[]): GraftError {
   const rank = (e: GraftError) => (e.statusCode === 400 ? 0 : e.statusCode === 422 ? 1 : 2);
   return [...errors].sort((a, b) => rank(a) - rank(b))[0];
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** JSON with object keys sorted, so equal bodies hash equally whatever their key order. */
+export function stableStringify(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value as object)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableStringify((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
 }

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { JobSpec } from '../spec/schema';
+import { JobEvents } from './job-events';
 import { TERMINAL_STATUSES, type Job, type JobError, type JobProgress, type JobResult, type JobStatus } from './types';
 
 /**
@@ -68,6 +69,9 @@ export interface JobPatch {
 
 export class JobStore {
   private readonly prefix: string;
+  readonly events: JobEvents;
+  /** Pub/sub channel on which cancel requests reach the worker holding the job. */
+  readonly cancelChannel: string;
 
   constructor(
     private readonly redis: Redis,
@@ -75,6 +79,8 @@ export class JobStore {
     private readonly retentionSeconds: number,
   ) {
     this.prefix = `graft:${queueName}`;
+    this.events = new JobEvents(redis, queueName);
+    this.cancelChannel = `${this.prefix}:cancel`;
     if (!('graftTransition' in redis)) {
       redis.defineCommand('graftTransition', { numberOfKeys: 2, lua: TRANSITION_LUA });
       redis.defineCommand('graftProgress', { numberOfKeys: 1, lua: PROGRESS_LUA });
@@ -119,6 +125,7 @@ export class JobStore {
       .zadd(`${this.prefix}:jobs`, seq, id)
       .zadd(`${this.prefix}:jobs:queued`, seq, id)
       .exec();
+    await this.events.append(id, { message: 'Job queued.', data: { status: 'queued' } });
     return job;
   }
 
@@ -170,9 +177,19 @@ export class JobStore {
       args.push(field, value === null ? '\0' : typeof value === 'string' || typeof value === 'number' ? String(value) : JSON.stringify(value));
     }
     const [ok, previous] = (await (this.redis as unknown as RedisWithCommands).graftTransition(this.jobKey(id), `${this.prefix}:jobs`, ...args)) as [number, string];
-    if (ok && TERMINAL_STATUSES.includes(to)) {
-      // The overall index keeps the id until listing finds the record gone.
-      await this.redis.expire(this.jobKey(id), this.retentionSeconds);
+    if (ok === 1) {
+      const error = patch.error ?? null;
+      await this.events.append(id, {
+        level: to === 'failed' ? 'error' : error ? 'warning' : 'info',
+        message: error ? `Job ${to}: ${error.message}` : `Job ${to}.`,
+        data: { status: to, previous, ...(error ? { error } : {}), ...(patch.worker ? { worker: patch.worker } : {}) },
+      });
+      if (TERMINAL_STATUSES.includes(to)) {
+        // The overall index keeps the id until listing finds the record gone.
+        await this.redis.expire(this.jobKey(id), this.retentionSeconds);
+        await this.events.expire(id, this.retentionSeconds);
+        await this.redis.del(this.cancelKey(id));
+      }
     }
     return { ok: ok === 1, previous: previous as JobStatus | '' };
   }
@@ -180,6 +197,20 @@ export class JobStore {
   async setProgress(id: string, progress: JobProgress): Promise<boolean> {
     const r = await (this.redis as unknown as RedisWithCommands).graftProgress(this.jobKey(id), JSON.stringify(progress));
     return r === 1;
+  }
+
+  private cancelKey(id: string): string {
+    return `${this.prefix}:cancel:${id}`;
+  }
+
+  /** Marks a running job for cancellation and tells the workers; the holder stops within a batch. */
+  async requestCancel(id: string): Promise<void> {
+    await this.redis.set(this.cancelKey(id), '1', 'EX', this.retentionSeconds);
+    await this.redis.publish(this.cancelChannel, id);
+  }
+
+  async isCancelRequested(id: string): Promise<boolean> {
+    return (await this.redis.exists(this.cancelKey(id))) === 1;
   }
 
   async incrementAttempts(id: string): Promise<number> {

@@ -26,6 +26,10 @@ export interface RunContext {
   signal?: AbortSignal;
   onProgress?(progress: JobProgress): Promise<void> | void;
   onEpoch?(metrics: EpochMetrics): Promise<void> | void;
+  /** A notable step (info level). */
+  onEvent?(message: string, data?: Record<string, unknown>): Promise<void> | void;
+  /** Something the user should know that does not stop the job (e.g. skipped weights). */
+  onWarning?(message: string, data?: Record<string, unknown>): Promise<void> | void;
   log?(message: string, data?: Record<string, unknown>): void;
 }
 
@@ -63,6 +67,13 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
     });
     if (target.restore) {
       log('restored weights', { restored: target.restore.restored.length, skipped: target.restore.skipped });
+      await ctx.onEvent?.(`Restored ${target.restore.restored.length} weights from "${spec.source!.checkpoint}".`, { restored: target.restore.restored });
+      if (target.restore.skipped.length > 0) {
+        await ctx.onWarning?.(
+          `The restore regex selected ${target.restore.skipped.length} weights the target network does not have; they were skipped: ${target.restore.skipped.slice(0, 8).join(', ')}${target.restore.skipped.length > 8 ? ', …' : ''}.`,
+          { skipped: target.restore.skipped },
+        );
+      }
     }
 
     const data = await prepareData(spec, ctx, target, description.splits.test !== undefined && description.splits.test !== null, numClasses);
