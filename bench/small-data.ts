@@ -78,7 +78,8 @@ async function main(): Promise<void> {
       if (only && !only.includes(name)) continue;
       const accuracies: number[] = [];
       for (const seed of SEEDS) {
-        const { result } = await runJob(recipe(seed, `${name}-${seed}`), ctx(`${name}-${seed}`));
+        const out = `${name.replace(/[^A-Za-z0-9-]/g, "-")}-${seed}`;
+        const { result } = await runJob(recipe(seed, out), ctx(out));
         accuracies.push(result.metrics.test!.accuracy!);
       }
       const mean = accuracies.reduce((a, b) => a + b, 0) / accuracies.length;

@@ -22,6 +22,9 @@ export const ConfigSchema = Type.Object({
   JOB_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 20, default: 3, description: 'Attempts for infrastructure failures (crashes, lost workers); user errors are never retried.' }),
   JOB_RETENTION_SECONDS: Type.Integer({ minimum: 60, default: 7 * 24 * 3600, description: 'How long finished jobs stay listed.' }),
   FEATURE_CACHE_MAX_MB: Type.Integer({ minimum: 0, default: 1024, description: 'Largest frozen-prefix feature cache a job may hold in memory; 0 disables caching.' }),
+  EPOCH_CHECKPOINTS_KEEP: Type.Integer({ minimum: 0, maximum: 100, default: 2, description: 'Training checkpoints kept per job (written every epoch and on shutdown) for resuming; 0 disables resuming.' }),
+  SHUTDOWN_TIMEOUT_SECONDS: Type.Integer({ minimum: 1, maximum: 3600, default: 30, description: 'On SIGTERM a worker checkpoints its jobs at the next batch and exits within this time.' }),
+  RETRY_BACKOFF_MS: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 5000, description: 'First retry delay after an infrastructure failure (doubles each attempt).' }),
   BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1024 * 1024, description: 'Largest JSON request body.' }),
 });
 

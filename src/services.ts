@@ -42,11 +42,11 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
   await layout.ensure();
   const redis = createRedis(config.REDIS_URL);
   const store = new JobStore(redis, config.QUEUE_NAME, config.JOB_RETENTION_SECONDS);
-  const queue = new JobQueue({ queueName: config.QUEUE_NAME, connection: createRedis(config.REDIS_URL, { forWorker: true }), attempts: config.JOB_ATTEMPTS });
+  const queue = new JobQueue({ queueName: config.QUEUE_NAME, connection: createRedis(config.REDIS_URL, { forWorker: true }), attempts: config.JOB_ATTEMPTS, backoffMs: config.RETRY_BACKOFF_MS });
   const checkpoints = new CheckpointCatalog(layout);
   const datasets = new DatasetCatalog(layout);
   const storage = preflightStorage(checkpoints, datasets);
-  const jobs = new JobService({ store, queue, storage, logger, queueName: config.QUEUE_NAME, idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS } });
+  const jobs = new JobService({ store, queue, storage, logger, queueName: config.QUEUE_NAME, idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS }, layout });
 
   let closing: Promise<void> | null = null;
   return {

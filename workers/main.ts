@@ -6,6 +6,7 @@ import type { TrainJobData } from '../src/jobs/job-queue';
 import { JobStore } from '../src/jobs/job-store';
 import { TERMINAL_STATUSES } from '../src/jobs/types';
 import { createRedis } from '../src/redis';
+import { SHUTDOWN_REASON } from './shutdown';
 
 /**
  * A worker process: takes jobs from the queue and trains each in a sandboxed child process
@@ -15,7 +16,6 @@ import { createRedis } from '../src/redis';
  */
 const LOCK_DURATION_MS = 60_000;
 const STALLED_INTERVAL_MS = 30_000;
-const CLOSE_TIMEOUT_MS = 30_000;
 
 async function main(): Promise<void> {
   let config;
@@ -69,10 +69,12 @@ async function main(): Promise<void> {
     if (closing) return;
     closing = true;
     logger.info({ signal }, 'shutting down: finishing or handing back active jobs');
+    // Running jobs checkpoint at their next batch and go back to the queue for another worker.
+    worker.cancelAllJobs(SHUTDOWN_REASON);
     const timer = setTimeout(() => {
       logger.warn('close timed out; forcing (active jobs return to the queue as stalled)');
-      void worker.close(true);
-    }, CLOSE_TIMEOUT_MS);
+      void worker.close(true).finally(() => process.exit(0));
+    }, config.SHUTDOWN_TIMEOUT_SECONDS * 1000);
     try {
       await worker.close();
     } finally {

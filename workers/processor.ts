@@ -13,7 +13,8 @@ import { validateSpec } from '../src/spec/validate';
 import { DataLayout } from '../src/storage/layout';
 import { initBackend, type BackendName } from './engine/backend';
 import { runJob } from './engine/run-job';
-import { JobCancelledError } from './engine/trainer';
+import { JobCancelledError, JobInterruptedError } from './engine/trainer';
+import { SHUTDOWN_REASON } from './shutdown';
 
 /**
  * The sandboxed processor: runs in a child process that BullMQ forks (and reuses across jobs),
@@ -90,7 +91,8 @@ export default async function processTrainJob(job: SandboxedJob<TrainJobData>, _
   // Cancellation reaches us two ways: BullMQ aborts `signal` when the worker holding the job gets
   // the pub/sub request, and a flag in Redis is polled in case that message was missed.
   const stop = new AbortController();
-  signal?.addEventListener('abort', () => stop.abort(), { once: true });
+  const interrupt = new AbortController();
+  signal?.addEventListener('abort', () => (signal.reason === SHUTDOWN_REASON ? interrupt.abort() : stop.abort()), { once: true });
   let lastCancelCheck = Date.now();
   const pollCancel = async () => {
     if (Date.now() - lastCancelCheck < CANCEL_POLL_MS) return;
@@ -116,6 +118,8 @@ export default async function processTrainJob(job: SandboxedJob<TrainJobData>, _
       backend,
       featureCacheMaxBytes: config.FEATURE_CACHE_MAX_MB * 1024 * 1024,
       signal: stop.signal,
+      interrupt: interrupt.signal,
+      checkpointKeep: config.EPOCH_CHECKPOINTS_KEEP,
       onProgress: (p) => writeProgress(p, p.phase !== 'training' || p.batch === p.batches),
       onEpoch: async (m) => {
         log.info({ ...m }, 'epoch finished');
@@ -136,6 +140,13 @@ export default async function processTrainJob(job: SandboxedJob<TrainJobData>, _
       await store.releaseOutput(spec.output.checkpoint, id);
       log.info('job cancelled');
       throw new UnrecoverableError('cancelled');
+    }
+    if (err instanceof JobInterruptedError) {
+      // Graceful hand-over: the position is on the volume; back to the queue for another worker.
+      await store.transition(id, ['running'], 'queued', {});
+      await store.events.append(id, { level: 'warning', message: `The worker is shutting down: training was checkpointed at epoch ${err.epoch}, batch ${err.batch}; another worker continues from there.`, data: { interrupted: { epoch: err.epoch, batch: err.batch } } });
+      log.info({ epoch: err.epoch, batch: err.batch }, 'job handed back after a checkpoint');
+      throw err;
     }
     if (err instanceof GraftError) {
       // The spec can never succeed as written: say why and do not retry.

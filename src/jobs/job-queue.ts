@@ -7,6 +7,7 @@ export interface JobQueueOptions {
   queueName: string;
   connection: ConnectionOptions;
   attempts: number;
+  backoffMs: number;
 }
 
 /** BullMQ payload: only the id; the spec lives in the job record so there is one copy of it. */
@@ -33,7 +34,7 @@ export class JobQueue {
       {
         jobId,
         attempts: this.opts.attempts,
-        backoff: { type: 'exponential', delay: 5000 },
+        backoff: { type: 'exponential', delay: this.opts.backoffMs },
         // graft keeps its own records; BullMQ's entries are only a work log.
         removeOnComplete: { age: 3600, count: 1000 },
         removeOnFail: { age: 24 * 3600, count: 5000 },

@@ -7,6 +7,8 @@ import { withDefaults, type JobSpec } from '../spec/schema';
 import type { JobQueue } from './job-queue';
 import type { JobStore, ListOptions } from './job-store';
 import type { JobEvent } from './job-events';
+import type { DataLayout } from '../storage/layout';
+import { listTrainingCheckpoints, type TrainingCheckpointInfo } from '../storage/training-checkpoints';
 import { TERMINAL_STATUSES, type Job } from './types';
 
 /** Submission and lookup of jobs: the API's side of the job lifecycle. */
@@ -19,6 +21,7 @@ export class JobService {
       logger: Logger;
       queueName: string;
       idempotency: { redis: Redis; idempotencyTtlSeconds: number };
+      layout: DataLayout;
     },
   ) {}
 
@@ -108,6 +111,11 @@ export class JobService {
     await store.events.append(id, { message: 'Cancellation requested; the worker stops at the next batch.' });
     const now = await this.get(id);
     return { job: now, pending: !TERMINAL_STATUSES.includes(now.status) };
+  }
+
+  async trainingCheckpoints(id: string): Promise<TrainingCheckpointInfo[]> {
+    await this.get(id);
+    return listTrainingCheckpoints(this.deps.layout, id);
   }
 
   async events(id: string, opts: { after?: string; limit: number }): Promise<JobEvent[]> {

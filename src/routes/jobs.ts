@@ -73,6 +73,32 @@ export const jobRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, { de
     },
   );
 
+  app.get<{ Params: { id: string } }>(
+    '/v1/jobs/:id/checkpoints',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: "A job's training checkpoints (written every epoch and on worker shutdown), oldest first",
+        description: 'A worker that takes over a job resumes from the newest. The last EPOCH_CHECKPOINTS_KEEP are kept.',
+        params: IdParams,
+        response: {
+          200: Type.Object({
+            data: Type.Array(
+              Type.Object({
+                epoch: Type.Integer({ description: 'The epoch it resumes (1-based).' }),
+                batch: Type.Integer({ description: 'Batches of that epoch already done.' }),
+                createdAt: Type.String({ format: 'date-time' }),
+                metrics: Type.Union([Type.Record(Type.String(), Type.Union([Type.Number(), Type.Null()])), Type.Null()], { description: 'The last finished epoch.' }),
+              }),
+            ),
+          }),
+          ...errors(400, 404),
+        },
+      },
+    },
+    async (request) => ({ data: await deps.jobs.trainingCheckpoints(request.params.id) }),
+  );
+
   app.get<{ Params: { id: string }; Querystring: { after?: string; limit: number } }>(
     '/v1/jobs/:id/events',
     {

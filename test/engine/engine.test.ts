@@ -217,3 +217,42 @@ describe('training controls', () => {
     expect(tf.memory().numTensors).toBe(baseline);
   });
 });
+
+describe('training checkpoints', () => {
+  it('an interrupted job resumes exactly where it stopped: same result as an uninterrupted run', async () => {
+    const spec = (out: string): JobSpec => transferSpec(out, {
+      freeze: undefined, // the convs train too: weights and Adam state must both survive
+      training: { epochs: 3, batchSize: 32, seed: 5, lrMultipliers: { '^enc_conv': 0.1 } },
+      output: { checkpoint: out, select: 'best' },
+    });
+    const straight = await runJob(spec('t-straight'), ctx('straight', { checkpointKeep: 2, featureCacheMaxBytes: 0 }));
+
+    const interrupt = new AbortController();
+    const first = runJob(spec('t-resumed'), ctx('resumed', {
+      checkpointKeep: 2,
+      featureCacheMaxBytes: 0,
+      interrupt: interrupt.signal,
+      onProgress: (p) => {
+        if (p.phase === 'training' && p.epoch === 2 && p.batch === 5) interrupt.abort();
+      },
+    }));
+    await expect(first).rejects.toMatchObject({ name: 'JobInterruptedError', epoch: 2, batch: 5 });
+    const { listTrainingCheckpoints } = await import('../../src/storage/training-checkpoints');
+    const saved = await listTrainingCheckpoints(layout, 'resumed');
+    expect(saved.map((c) => [c.epoch, c.batch])).toEqual([[2, 0], [2, 5]]);
+    expect(saved[1].metrics).toMatchObject({ epoch: 1 });
+
+    const events: string[] = [];
+    const resumed = await runJob(spec('t-resumed'), ctx('resumed', { checkpointKeep: 2, featureCacheMaxBytes: 0, onEvent: (m) => void events.push(m) }));
+    expect(events.some((m) => /Resuming from the checkpoint at epoch 2, batch 5/.test(m))).toBe(true);
+    expect(resumed.manifest.history).toHaveLength(3);
+    expect(resumed.result.metrics.test!.loss).toBeCloseTo(straight.result.metrics.test!.loss, 5);
+    expect(resumed.result.metrics.test!.accuracy).toBe(straight.result.metrics.test!.accuracy);
+    const a = await weightsOf('t-straight');
+    const b = await weightsOf('t-resumed');
+    for (const [name, values] of a) {
+      const other = b.get(name)!;
+      values.forEach((v, i) => expect(Math.abs(v - other[i])).toBeLessThan(1e-5));
+    }
+  });
+});

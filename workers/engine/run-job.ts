@@ -7,6 +7,7 @@ import type { BackendName } from './backend';
 import { readCheckpoint, saveCheckpoint, type CheckpointManifest } from './checkpoint-io';
 import { loadDataset } from './data';
 import { stratifiedSplit } from './data/random';
+import { EpochCheckpoints, type ResumeState } from './epoch-checkpoints';
 import { evaluate, type Metrics } from './evaluate';
 import { lossFor } from './losses';
 import { buildTarget, dispose, type Shape3, type TargetModel } from './model';
@@ -24,6 +25,10 @@ export interface RunContext {
   backend: BackendName;
   featureCacheMaxBytes: number;
   signal?: AbortSignal;
+  /** Aborted when the worker shuts down: checkpoint at the next batch boundary and stop. */
+  interrupt?: AbortSignal;
+  /** Training checkpoints kept per job (per epoch and on shutdown); 0 turns them off. */
+  checkpointKeep?: number;
   onProgress?(progress: JobProgress): Promise<void> | void;
   onEpoch?(metrics: EpochMetrics): Promise<void> | void;
   /** A notable step (info level). */
@@ -58,6 +63,7 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
   const numClasses = description.classes.length;
 
   let target: TargetModel | null = null;
+  let resume: ResumeState | null = null;
   try {
     await progress({ phase: 'building' });
     target = await buildTarget(spec, {
@@ -76,6 +82,14 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
       }
     }
 
+    const epochCheckpoints = ctx.checkpointKeep ? new EpochCheckpoints(ctx.layout, ctx.jobId, ctx.checkpointKeep) : null;
+    resume = epochCheckpoints ? await epochCheckpoints.resumeInto(target.model) : null;
+    if (resume) {
+      const { epoch, batch } = resume.position;
+      log('resuming', { epoch, batch });
+      await ctx.onEvent?.(`Resuming from the checkpoint at epoch ${epoch}${batch ? `, batch ${batch}` : ''} instead of starting over.`, { resume: { epoch, batch } });
+    }
+
     const data = await prepareData(spec, ctx, target, description.splits.test !== undefined && description.splits.test !== null, numClasses);
 
     const trained = await train(target, data.train, data.val, {
@@ -90,6 +104,9 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
       select: spec.output.select ?? 'last',
       featureCacheMaxBytes: ctx.featureCacheMaxBytes,
       signal: ctx.signal,
+      interrupt: ctx.interrupt,
+      resume,
+      onCheckpoint: epochCheckpoints ? (position, optimizers, best) => epochCheckpoints.save(position, target!.model, optimizers, best) : undefined,
       onBatch: (p) => progress({ ...p }),
       onEpoch: async (m, p) => {
         await progress({ ...p, valLoss: m.valLoss, valAccuracy: m.valAccuracy });
@@ -137,6 +154,7 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
       },
     };
   } finally {
+    resume?.dispose();
     if (target) dispose(target.model);
   }
 }

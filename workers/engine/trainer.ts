@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { GraftError, UnprocessableError } from '../../src/errors';
 import { Random, shuffleInPlace } from './data/random';
 import { evaluate, type Metrics } from './evaluate';
+import type { ResumeState, TrainingPosition } from './epoch-checkpoints';
 import { count, oneHotRows, rows, type Split } from './host-data';
 import { extractFeatures, featureBytes, planFeatureSplit } from './feature-cache';
 import { correctCount, lossFor } from './losses';
@@ -49,6 +50,12 @@ export interface TrainOptions {
   /** Largest feature cache allowed; 0 turns caching off. */
   featureCacheMaxBytes: number;
   signal?: AbortSignal;
+  /** Aborted when the worker shuts down: checkpoint at the next batch boundary, then stop. */
+  interrupt?: AbortSignal;
+  /** Continue from a saved position (EpochCheckpoints.resumeInto loaded the weights). */
+  resume?: ResumeState | null;
+  /** Called after every epoch but the last, and on interruption, to persist the position. */
+  onCheckpoint?(position: TrainingPosition, optimizers: tf.Optimizer[], bestWeights: tf.Tensor[] | null): Promise<void>;
   onBatch?(p: BatchProgress): Promise<void> | void;
   onEpoch?(m: EpochMetrics, progress: BatchProgress): Promise<void> | void;
 }
@@ -62,10 +69,22 @@ export interface TrainResult {
   /** Wall-clock seconds of the whole training phase (caching included). */
   seconds: number;
   samplesPerSecond: number;
+  resumedFrom: { epoch: number; batch: number } | null;
 }
 
 const MOMENTUM = 0.9;
 const EVAL_BATCH = 512;
+
+/** The worker is shutting down; the position was checkpointed and another worker continues. */
+export class JobInterruptedError extends Error {
+  constructor(
+    readonly epoch: number,
+    readonly batch: number,
+  ) {
+    super(`interrupted by worker shutdown at epoch ${epoch}, batch ${batch}`);
+    this.name = 'JobInterruptedError';
+  }
+}
 
 export class JobCancelledError extends GraftError {
   constructor() {
@@ -140,22 +159,35 @@ export async function train(target: TargetModel, trainSplit: Split, valSplit: Sp
       return { opt, names: vars.map((v) => v.name) };
     });
 
-    const rng = new Random(opts.seed);
-    const order = Int32Array.from({ length: n }, (_, i) => i);
-    const history: EpochMetrics[] = [];
-    let best = Infinity;
-    let bestEpoch: number | null = null;
-    let sinceBest = 0;
+    // 3. Where to start: from scratch, or exactly where a checkpoint left off.
+    const resume = opts.resume ?? null;
+    let pos: TrainingPosition = resume
+      ? { ...resume.position, history: [...resume.position.history] }
+      : { epoch: 1, batch: 0, rngState: new Random(opts.seed).state(), lossSum: 0, correct: 0, samplesSeen: 0, trainSeconds: 0, history: [], best: null, bestEpoch: null, sinceBest: 0 };
+    if (resume) {
+      for (const [i, opt] of optimizers.entries()) if (resume.optimizerWeights[i]?.length) await opt.setWeights(resume.optimizerWeights[i]);
+      if (resume.bestWeights) snapshot = resume.bestWeights.map((t) => tf.clone(t));
+    }
+    const history = pos.history as unknown as EpochMetrics[];
     let stoppedEarly = false;
-    let samplesSeen = 0;
-    let trainSeconds = 0;
+    const order = Int32Array.from({ length: n }, (_, i) => i);
 
-    for (let epoch = 1; epoch <= opts.epochs; epoch++) {
+    /** Saves the position reached (after `pos` was updated) unless nothing can be saved. */
+    const checkpoint = async () => opts.onCheckpoint?.({ ...pos, history: [...pos.history] }, optimizers, snapshot);
+
+    while (pos.epoch <= opts.epochs) {
+      const epoch = pos.epoch;
       const epochStart = performance.now();
+      const rng = Random.fromState(pos.rngState);
+      order.forEach((_, i) => (order[i] = i));
       shuffleInPlace(order, rng);
-      let lossSum = 0;
-      let correct = 0;
-      for (let b = 0; b < batches; b++) {
+      for (let b = pos.batch; b < batches; b++) {
+        if (opts.interrupt?.aborted) {
+          // Hand-over (worker shutting down): save the exact position, then stop.
+          pos = { ...pos, batch: b, trainSeconds: pos.trainSeconds + (performance.now() - epochStart) / 1000 };
+          await checkpoint();
+          throw new JobInterruptedError(epoch, b);
+        }
         checkAbort();
         const idx = order.subarray(b * opts.batchSize, Math.min(n, (b + 1) * opts.batchSize));
         const stats = tf.tidy(() => {
@@ -185,55 +217,66 @@ export async function train(target: TargetModel, trainSplit: Split, valSplit: Sp
             '/training/learningRate',
           );
         }
-        lossSum += batchLoss * idx.length;
-        correct += hits;
-        samplesSeen += idx.length;
-        const elapsed = trainSeconds + (performance.now() - epochStart) / 1000;
+        pos.lossSum += batchLoss * idx.length;
+        pos.correct += hits;
+        pos.samplesSeen += idx.length;
+        const seen = b * opts.batchSize + idx.length;
+        const elapsed = pos.trainSeconds + (performance.now() - epochStart) / 1000;
         await opts.onBatch?.({
           phase: 'training', epoch, epochs: opts.epochs, batch: b + 1, batches,
-          loss: lossSum / ((b * opts.batchSize) + idx.length), accuracy: classification ? correct / ((b * opts.batchSize) + idx.length) : null,
-          samplesPerSecond: elapsed > 0 ? samplesSeen / elapsed : null,
+          loss: pos.lossSum / seen, accuracy: classification ? pos.correct / seen : null,
+          samplesPerSecond: elapsed > 0 ? pos.samplesSeen / elapsed : null,
         });
         await yieldToEventLoop();
       }
-      trainSeconds += (performance.now() - epochStart) / 1000;
+      pos.trainSeconds += (performance.now() - epochStart) / 1000;
 
       let valMetrics: Metrics | null = null;
       if (val) valMetrics = await evaluate(model, val, { lossFn, batchSize: EVAL_BATCH, classes: opts.classes, withConfusion: false });
       const metrics: EpochMetrics = {
         epoch,
-        loss: lossSum / n,
-        accuracy: classification ? correct / n : null,
+        loss: pos.lossSum / n,
+        accuracy: classification ? pos.correct / n : null,
         valLoss: valMetrics?.loss ?? null,
         valAccuracy: valMetrics?.accuracy ?? null,
         seconds: (performance.now() - epochStart) / 1000,
       };
       history.push(metrics);
-      await opts.onEpoch?.(metrics, { phase: 'training', epoch, epochs: opts.epochs, batch: batches, batches, loss: metrics.loss, accuracy: metrics.accuracy, samplesPerSecond: samplesSeen / trainSeconds });
+      await opts.onEpoch?.(metrics, { phase: 'training', epoch, epochs: opts.epochs, batch: batches, batches, loss: metrics.loss, accuracy: metrics.accuracy, samplesPerSecond: pos.samplesSeen / pos.trainSeconds });
 
       if (metrics.valLoss !== null) {
         const minDelta = opts.earlyStopping?.minDelta ?? 0;
-        if (metrics.valLoss < best - minDelta) {
-          best = metrics.valLoss;
-          bestEpoch = epoch;
-          sinceBest = 0;
+        if (metrics.valLoss < (pos.best ?? Infinity) - minDelta) {
+          pos.best = metrics.valLoss;
+          pos.bestEpoch = epoch;
+          pos.sinceBest = 0;
           if (opts.select === 'best') {
             snapshot?.forEach((t) => t.dispose());
             snapshot = target.model.getWeights().map((w) => tf.clone(w));
           }
         } else {
-          sinceBest++;
+          pos.sinceBest++;
         }
-        if (opts.earlyStopping && sinceBest >= opts.earlyStopping.patience) {
-          stoppedEarly = true;
-          break;
-        }
+        if (opts.earlyStopping && pos.sinceBest >= opts.earlyStopping.patience) stoppedEarly = true;
       }
+      // The next epoch starts from here: its shuffle continues this epoch's generator.
+      pos = { ...pos, epoch: epoch + 1, batch: 0, rngState: rng.state(), lossSum: 0, correct: 0 };
+      if (stoppedEarly) break;
+      if (pos.epoch <= opts.epochs) await checkpoint();
     }
 
     if (opts.select === 'best' && snapshot) target.model.setWeights(snapshot);
     const seconds = (performance.now() - started) / 1000;
-    return { history, epochsRun: history.length, stoppedEarly, bestEpoch, featureCache: useCache, seconds, samplesPerSecond: samplesSeen / Math.max(trainSeconds, 1e-9) };
+    return {
+      history,
+      epochsRun: history.length,
+      stoppedEarly,
+      bestEpoch: pos.bestEpoch,
+      featureCache: useCache,
+      seconds,
+      samplesPerSecond: pos.samplesSeen / Math.max(pos.trainSeconds, 1e-9),
+      resumedFrom: resume ? { epoch: resume.position.epoch, batch: resume.position.batch } : null,
+    };
   } finally {
     (snapshot as tf.Tensor[] | null)?.forEach((t) => t.dispose());
     optimizers.forEach((o) => o.dispose());
