@@ -4,9 +4,10 @@ import type { Logger } from 'pino';
 import type { Config } from './config';
 import { NotFoundError } from './errors';
 import { JobQueue } from './jobs/job-queue';
-import { JobService } from './jobs/job-service';
+import { JobService, type Planner } from './jobs/job-service';
 import { JobStore } from './jobs/job-store';
 import type { Redis } from 'ioredis';
+import type * as PlanModule from '../workers/engine/plan';
 import { createRedis } from './redis';
 import type { PreflightStorage } from './spec/preflight';
 import { CheckpointCatalog } from './storage/checkpoints';
@@ -46,7 +47,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
   const checkpoints = new CheckpointCatalog(layout);
   const datasets = new DatasetCatalog(layout);
   const storage = preflightStorage(checkpoints, datasets);
-  const jobs = new JobService({ store, queue, storage, logger, queueName: config.QUEUE_NAME, idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS }, layout });
+  const jobs = new JobService({ store, queue, storage, logger, queueName: config.QUEUE_NAME, idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS }, layout, planner: makePlanner(checkpoints, datasets) });
 
   let closing: Promise<void> | null = null;
   return {
@@ -102,5 +103,26 @@ export function preflightStorage(checkpoints: CheckpointCatalog, datasets: Datas
       return c && { layers: c.layers.filter((l) => l.className !== 'InputLayer').map((l) => l.name), weights: c.layers.flatMap((l) => l.weights) };
     },
     checkpointExists: (name) => checkpoints.exists(name),
+  };
+}
+
+/**
+ * The dry-run planner: the engine's own network builder on the pure-JS cpu backend, loaded on
+ * first use so an API that never plans never loads TensorFlow.js. Same code as the worker, so
+ * a plan fails exactly where the job would.
+ */
+export function makePlanner(checkpoints: CheckpointCatalog, datasets: DatasetCatalog): Planner {
+  return async (spec) => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { planJob } = require('../workers/engine/plan') as typeof PlanModule;
+    const dataset = await datasets.describe(spec.dataset.name);
+    return planJob(spec, {
+      datasetShape: dataset.inputShape,
+      numClasses: dataset.classes.length,
+      loadSource: async (name: string) => {
+        const source = await checkpoints.structure(name);
+        return { modelTopology: source.modelTopology, weights: new Map(source.weights.map((w) => [w.name, { shape: w.shape, dtype: 'float32' }])) };
+      },
+    });
   };
 }

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ConflictError, GraftError, NotFoundError } from '../errors';
-import { preflight, type PreflightReport, type PreflightStorage } from '../spec/preflight';
+import { preflight, type PreflightStorage } from '../spec/preflight';
 import { withDefaults, type JobSpec } from '../spec/schema';
 import type { JobQueue } from './job-queue';
 import type { JobStore, ListOptions } from './job-store';
@@ -22,12 +22,30 @@ export class JobService {
       queueName: string;
       idempotency: { redis: Redis; idempotencyTtlSeconds: number };
       layout: DataLayout;
+      planner: Planner;
     },
   ) {}
 
-  /** Every check a submission gets, without enqueueing anything. */
-  plan(spec: JobSpec): Promise<PreflightReport> {
-    return preflight(withDefaults(spec), this.deps.storage);
+  /**
+   * Every check a submission gets, and the network the worker would build, without enqueueing
+   * anything. `errors` lists everything found, with the codes a job would fail with.
+   */
+  async plan(input: JobSpec): Promise<PlanReport> {
+    const spec = withDefaults(input);
+    const report = await preflight(spec, this.deps.storage);
+    const errors = [...report.errors];
+    let plan: unknown = null;
+    // The network can be built once its ingredients exist and the spec is well-formed.
+    const buildable = !errors.some((e) => e.statusCode === 400 || ['dataset_not_found', 'checkpoint_not_found', 'restore_matches_nothing'].includes(e.code));
+    if (buildable) {
+      try {
+        plan = await this.deps.planner(spec);
+      } catch (err) {
+        if (!(err instanceof GraftError)) throw err;
+        if (!errors.some((e) => e.code === err.code && e.param === err.param)) errors.push(err);
+      }
+    }
+    return { valid: errors.length === 0, errors: sortErrors(errors).map((e) => ({ code: e.code, message: e.message, param: e.param })), warnings: report.warnings, plan };
   }
 
   /**
@@ -38,6 +56,9 @@ export class JobService {
     const spec = withDefaults(input);
     const report = await preflight(spec, this.deps.storage);
     if (report.errors.length > 0) throw pickFirst(report.errors);
+    // What only building the network reveals (shape mismatches, a head that does not fit the
+    // classes, an unbuildable topology) is refused now rather than after minutes in the queue.
+    await this.deps.planner(spec);
 
     const { store, queue } = this.deps;
     if (!(await store.reserveOutput(spec.output.checkpoint, id))) {
@@ -135,10 +156,25 @@ export class JobService {
 }
 
 /** Bad requests first (400), then missing things (422), then conflicts (409). */
-function pickFirst(errors: GraftError[]): GraftError {
+function sortErrors(errors: GraftError[]): GraftError[] {
   const rank = (e: GraftError) => (e.statusCode === 400 ? 0 : e.statusCode === 422 ? 1 : 2);
-  return [...errors].sort((a, b) => rank(a) - rank(b))[0];
+  return [...errors].sort((a, b) => rank(a) - rank(b));
 }
+
+function pickFirst(errors: GraftError[]): GraftError {
+  return sortErrors(errors)[0];
+}
+
+export interface PlanReport {
+  valid: boolean;
+  errors: { code: string; message: string; param: string | null }[];
+  warnings: string[];
+  /** The engine's plan (layer table, weights, parameter counts, feature caching); null if it could not be built. */
+  plan: unknown;
+}
+
+/** Builds the target network for a spec without training it (workers/engine/plan.ts). */
+export type Planner = (spec: JobSpec) => Promise<unknown>;
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');

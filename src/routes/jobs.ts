@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
 import { JobSpecSchema, type JobSpec } from '../spec/schema';
-import { ErrorResponseSchema, JOB_STATUSES, JobSchema, type JobStatus } from '../jobs/types';
+import { ErrorBodySchema, ErrorResponseSchema, JOB_STATUSES, JobSchema, type JobStatus } from '../jobs/types';
 import type { AppDeps } from '../services';
 import { EVENT_ID_PATTERN, JobEvents } from '../jobs/job-events';
 import { ValidationError } from '../errors';
@@ -24,6 +24,37 @@ const JobEventSchema = Type.Object({
   type: Type.Enum(['message', 'metrics']),
   message: Type.String(),
   data: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
+});
+
+const PlanLayerSchema = Type.Object({
+  name: Type.String(),
+  className: Type.String(),
+  outputShape: Type.Array(Type.Unknown(), { description: 'Without the batch dimension\'s size (null).' }),
+  params: Type.Integer(),
+  restored: Type.Boolean({ description: 'Its weights come from the source.' }),
+  frozen: Type.Boolean(),
+  lrMultiplier: Type.Union([Type.Number(), Type.Null()], { description: 'null for layers that do not train.' }),
+});
+
+const PlanResponseSchema = Type.Object({
+  valid: Type.Boolean({ description: 'POST /v1/jobs would accept this spec.' }),
+  errors: Type.Array(ErrorBodySchema),
+  warnings: Type.Array(Type.String()),
+  plan: Type.Union([
+    Type.Object({
+      task: Type.Enum(['classification', 'reconstruction']),
+      inputShape: Type.Array(Type.Integer()),
+      layers: Type.Array(PlanLayerSchema),
+      weights: Type.Object({
+        restored: Type.Array(Type.String()),
+        skipped: Type.Array(Type.String()),
+        mismatched: Type.Array(Type.Object({ name: Type.String(), sourceShape: Type.Array(Type.Integer()), targetShape: Type.Array(Type.Integer()) })),
+      }),
+      params: Type.Object({ total: Type.Integer(), trainable: Type.Integer(), frozen: Type.Integer() }),
+      featureCache: Type.Object({ applies: Type.Boolean(), boundaryLayer: Type.Union([Type.String(), Type.Null()]) }),
+    }),
+    Type.Null(),
+  ]),
 });
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9-]+$' }) }, { additionalProperties: false });
@@ -53,6 +84,21 @@ export const jobRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, { de
       const job = await deps.jobs.submit(request.body);
       return reply.status(202).header('location', `/v1/jobs/${job.id}`).send(job);
     },
+  );
+
+  app.post<{ Body: JobSpec }>(
+    '/v1/plans',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Dry-run a job spec: nothing is queued',
+        description:
+          "Builds the target network exactly as a worker would (without training) and reports its layer table (output shape, params, restored?, frozen?, learning-rate multiplier), the restored / skipped / mismatched weights, total / trainable / frozen parameters, whether feature caching applies, and every error the job would hit, with the codes POST /v1/jobs would answer. A malformed spec is still a 400.",
+        body: JobSpecSchema,
+        response: { 200: PlanResponseSchema, ...errors(400, 413, 415) },
+      },
+    },
+    async (request) => deps.jobs.plan(request.body),
   );
 
   app.post<{ Params: { id: string } }>(

@@ -373,6 +373,12 @@ export class CheckpointCatalog {
     return allWeightSpecs(model).map((s) => ({ name: s.name, shape: [...s.shape] }));
   }
 
+  /** Topology and weight shapes without values: what a dry run (POST /v1/plans) needs. */
+  async structure(name: string): Promise<{ modelTopology: unknown; weights: WeightShape[] }> {
+    const model = await readModelJson(await this.folder(name));
+    return { modelTopology: model.modelTopology, weights: allWeightSpecs(model).map((s) => ({ name: s.name, shape: [...s.shape] })) };
+  }
+
   private async folder(name: string): Promise<string> {
     if (!(await this.exists(name))) throw new NotFoundError('checkpoint_not_found', `There is no checkpoint "${name}"; GET /v1/checkpoints lists them.`);
     return this.layout.checkpointDir(name);

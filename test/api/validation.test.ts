@@ -196,3 +196,55 @@ function expectErrorShape(body: unknown): void {
   expect((err!.message as string).length).toBeGreaterThan(10);
   expect(err!.param === null || (typeof err!.param === 'string' && (err!.param as string).startsWith('/'))).toBe(true);
 }
+
+describe('POST /v1/plans', () => {
+  let env: TestEnv;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    env = await makeTestEnv();
+    await writeMnistDataset(env.dataDir, 'mnist', { train: 50, test: 10 });
+    await writeTinyCheckpoint(env.dataDir, 'src');
+    t = await buildTestApp(env);
+  });
+
+  afterAll(async () => {
+    await t.close();
+    await env.cleanup();
+  });
+
+  it('describes the target network without queueing anything', async () => {
+    const res = await request(t.app.server).post('/v1/plans').send(VALID);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ valid: true, errors: [] });
+    const { plan } = res.body;
+    expect(plan.layers.map((l: { name: string }) => l.name)).toEqual(['enc_conv1', 'enc_pool1', 'enc_flatten', 'head_fc']);
+    expect(plan.layers[0]).toMatchObject({ className: 'Conv2D', outputShape: [null, 24, 24, 4], params: 104, restored: true, frozen: true, lrMultiplier: null });
+    expect(plan.layers[3]).toMatchObject({ className: 'Dense', outputShape: [null, 10], params: 576 * 10 + 10, restored: false, frozen: false, lrMultiplier: 1 });
+    expect(plan.weights).toEqual({ restored: ['enc_conv1/kernel', 'enc_conv1/bias'], skipped: [], mismatched: [] });
+    expect(plan.params).toEqual({ total: 104 + 5770, trainable: 5770, frozen: 104 });
+    expect(plan.featureCache).toEqual({ applies: true, boundaryLayer: 'enc_flatten' });
+    expect((await request(t.app.server).get('/v1/jobs')).body.data).toHaveLength(0);
+  });
+
+  it('lists every error a job would hit, with the same codes', async () => {
+    const res = await request(t.app.server)
+      .post('/v1/plans')
+      .send({ ...VALID, freeze: ['enc_conv1', 'nope'], output: { checkpoint: 'src' } });
+    expect(res.status).toBe(200);
+    expect(res.body.valid).toBe(false);
+    expect(res.body.errors.map((e: { code: string; param: string }) => [e.code, e.param])).toEqual([
+      ['unknown_layer', '/freeze/1'],
+      ['checkpoint_exists', '/output/checkpoint'],
+    ]);
+  });
+
+  it('finds what only building the network reveals, and POST /v1/jobs refuses it with the same code', async () => {
+    const wrongHead = { ...VALID, model: { cut: 'enc_flatten', head: [{ type: 'dense', units: 4, activation: 'softmax' }] } };
+    const plan = await request(t.app.server).post('/v1/plans').send(wrongHead);
+    expect(plan.body.errors).toEqual([expect.objectContaining({ code: 'output_classes_mismatch', param: '/model/head/0/units' })]);
+    const job = await request(t.app.server).post('/v1/jobs').send(wrongHead);
+    expect(job.status).toBe(422);
+    expect(job.body.error).toMatchObject({ code: 'output_classes_mismatch', param: '/model/head/0/units' });
+  });
+});

@@ -4,6 +4,7 @@ import type { JobSpec } from '../../src/spec/schema';
 import { initBackend } from '../../workers/engine/backend';
 import { readCheckpoint, saveCheckpoint } from '../../workers/engine/checkpoint-io';
 import { runJob } from '../../workers/engine/run-job';
+import { listTrainingCheckpoints } from '../../src/storage/training-checkpoints';
 import { makeTempDir } from '../helpers/env';
 import { writeMnistDataset } from '../helpers/fixtures';
 import { promises as fs } from 'node:fs';
@@ -237,7 +238,6 @@ describe('training checkpoints', () => {
       },
     }));
     await expect(first).rejects.toMatchObject({ name: 'JobInterruptedError', epoch: 2, batch: 5 });
-    const { listTrainingCheckpoints } = await import('../../src/storage/training-checkpoints');
     const saved = await listTrainingCheckpoints(layout, 'resumed');
     expect(saved.map((c) => [c.epoch, c.batch])).toEqual([[2, 0], [2, 5]]);
     expect(saved[1].metrics).toMatchObject({ epoch: 1 });

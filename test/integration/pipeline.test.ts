@@ -115,23 +115,33 @@ describe('submit → worker → checkpoint', () => {
     expect(page2.body.nextCursor).toBeNull();
   }, 240_000);
 
-  it('fails a job whose head does not fit the dataset with an actionable error, and never retries it', async () => {
+  it('fails a job whose source checkpoint is corrupt with checkpoint_corrupt, never retries it, and the worker lives on', async () => {
+    // A byte flipped in a weight shard after submission: only the worker's verified read can see it.
+    const src = path.join(env.dataDir, 'checkpoints', 'cae');
+    const copy = path.join(env.dataDir, 'checkpoints', 'cae-damaged');
+    await fs.cp(src, copy, { recursive: true });
     const res = await request(t.app.server)
       .post('/v1/jobs')
       .send({
         type: 'transfer',
-        source: { checkpoint: 'cae', restore: '^enc_conv' },
-        model: { cut: 'enc_flatten', head: [{ type: 'dense', units: 4, activation: 'softmax' }] },
+        source: { checkpoint: 'cae-damaged', restore: '^enc_conv' },
+        model: { cut: 'enc_flatten', head: [{ type: 'dense', units: 10, activation: 'softmax' }] },
         dataset: { name: 'digits' },
         training: { epochs: 1 },
-        output: { checkpoint: 'wrong-head' },
+        output: { checkpoint: 'from-damaged' },
       });
     expect(res.status).toBe(202);
+    const shard = (await fs.readdir(copy)).find((f) => f.endsWith('.bin'))!;
+    const bytes = await fs.readFile(path.join(copy, shard));
+    bytes[100] ^= 0xff;
+    await fs.writeFile(path.join(copy, shard), bytes);
+
     const done = await waitForJob(res.body.id);
     expect(done.status).toBe('failed');
-    expect(done.error).toMatchObject({ code: 'output_classes_mismatch', param: '/model/head/0/units' });
-    expect(done.error.message).toMatch(/10 classes/);
+    expect(done.error).toMatchObject({ code: 'checkpoint_corrupt', param: '/source/checkpoint' });
+    expect(done.error.message).toContain(shard);
     expect(done.attempts).toBe(1);
-    await expect(fs.stat(path.join(env.dataDir, 'checkpoints', 'wrong-head'))).rejects.toThrow();
+    await expect(fs.stat(path.join(env.dataDir, 'checkpoints', 'from-damaged'))).rejects.toThrow();
+    expect(worker.child.exitCode).toBeNull();
   }, 120_000);
 });

@@ -16,7 +16,8 @@ export type Shape3 = [number, number, number];
 
 export interface SourceCheckpoint {
   modelTopology: unknown;
-  weights: Map<string, { shape: number[]; dtype: string; values: Float32Array | Int32Array | Uint8Array }>;
+  /** Named weights; `values` may be absent for a dry run (a plan needs names and shapes only). */
+  weights: Map<string, { shape: number[]; dtype: string; values?: Float32Array | Int32Array | Uint8Array }>;
 }
 
 export interface TargetModel {
@@ -158,8 +159,10 @@ function restoreWeights(model: tf.LayersModel, source: SourceCheckpoint, restore
   );
   for (const name of plan.restored) {
     const w = source.weights.get(name)!;
+    const values = w.values;
+    if (!values) continue; // dry run
     tf.tidy(() => {
-      targetVars.get(name)!.write(tf.tensor(w.values, w.shape, 'float32'));
+      targetVars.get(name)!.write(tf.tensor(values, w.shape, 'float32'));
     });
   }
   return plan;
