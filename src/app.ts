@@ -1,3 +1,4 @@
+import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -9,11 +10,12 @@ import { checkpointRoutes } from './routes/checkpoints';
 import { datasetRoutes } from './routes/datasets';
 import { healthRoutes } from './routes/health';
 import { jobRoutes } from './routes/jobs';
+import { uploadRoutes } from './routes/uploads';
 
 export const API_VERSION = '1.0.0';
 
 export interface BuildAppOptions {
-  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'LOG_LEVEL'>;
+  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'LOG_LEVEL' | 'UPLOAD_MAX_BYTES'>;
   deps: AppDeps;
   /** pino options or false; tests pass false. */
   logger?: FastifyServerOptions['logger'];
@@ -53,6 +55,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
+  // Uploads stream part by part to disk; a file over the limit aborts the request with 413.
+  await app.register(multipart, { limits: { fileSize: opts.config.UPLOAD_MAX_BYTES, files: 256, fields: 16, fieldSize: 1024 } });
 
   app.setErrorHandler((err: FastifyError | GraftError, request, reply) => {
     if (err instanceof GraftError) {
@@ -76,6 +80,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   await app.register(jobRoutes, { deps: opts.deps });
   await app.register(checkpointRoutes, { deps: opts.deps });
   await app.register(datasetRoutes, { deps: opts.deps });
+  await app.register(uploadRoutes, { deps: opts.deps });
   return app;
 }
 
@@ -86,6 +91,13 @@ function fastifyCode(err: FastifyError): string {
       return 'unsupported_media_type';
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return 'body_too_large';
+    case 'FST_REQ_FILE_TOO_LARGE':
+    case 'FST_FILES_LIMIT':
+    case 'FST_PARTS_LIMIT':
+    case 'FST_FIELDS_LIMIT':
+      return 'upload_too_large';
+    case 'FST_INVALID_MULTIPART_CONTENT_TYPE':
+      return 'unsupported_media_type';
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return 'invalid_json';

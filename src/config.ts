@@ -25,6 +25,10 @@ export const ConfigSchema = Type.Object({
   EPOCH_CHECKPOINTS_KEEP: Type.Integer({ minimum: 0, maximum: 100, default: 2, description: 'Training checkpoints kept per job (written every epoch and on shutdown) for resuming; 0 disables resuming.' }),
   SHUTDOWN_TIMEOUT_SECONDS: Type.Integer({ minimum: 1, maximum: 3600, default: 30, description: 'On SIGTERM a worker checkpoints its jobs at the next batch and exits within this time.' }),
   RETRY_BACKOFF_MS: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 5000, description: 'First retry delay after an infrastructure failure (doubles each attempt).' }),
+  UPLOAD_MAX_BYTES: Type.Integer({ minimum: 1024, default: 1024 ** 3, description: 'Largest uploaded file (dataset or checkpoint archive, or one checkpoint file); larger uploads get 413.' }),
+  ARCHIVE_MAX_TOTAL_BYTES: Type.Integer({ minimum: 1024, default: 4 * 1024 ** 3, description: 'Largest total unpacked size of an uploaded archive (archive bombs).' }),
+  ARCHIVE_MAX_ENTRIES: Type.Integer({ minimum: 1, default: 200_000, description: 'Most entries an uploaded archive may have.' }),
+  ARCHIVE_MAX_ENTRY_BYTES: Type.Integer({ minimum: 1024, default: 1024 ** 3, description: 'Largest single unpacked file of an uploaded archive.' }),
   BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1024 * 1024, description: 'Largest JSON request body.' }),
 });
 

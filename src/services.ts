@@ -13,6 +13,7 @@ import type { PreflightStorage } from './spec/preflight';
 import { CheckpointCatalog } from './storage/checkpoints';
 import { DatasetCatalog } from './storage/datasets';
 import { DataLayout } from './storage/layout';
+import { UploadService } from './storage/uploads';
 
 /** How long an Idempotency-Key remembers its job (clients retry within minutes, not days). */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -24,6 +25,10 @@ export interface AppDeps {
   blockingRedis(): Redis;
   /** Redis key of a job's event stream. */
   eventsKey(jobId: string): string;
+  uploads: UploadService;
+  datasetDir(name: string): string;
+  checkpointDir(name: string): string;
+  tmpDir: string;
   checkpoints: CheckpointCatalog;
   datasets: DatasetCatalog;
   health: { redis(): Promise<void>; volume(): Promise<void> };
@@ -58,6 +63,15 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
       jobs,
       blockingRedis: () => redis.duplicate(),
       eventsKey: (jobId) => store.events.key(jobId),
+      uploads: new UploadService(layout, {
+        maxFileBytes: config.UPLOAD_MAX_BYTES,
+        maxTotalBytes: config.ARCHIVE_MAX_TOTAL_BYTES,
+        maxEntries: config.ARCHIVE_MAX_ENTRIES,
+        maxEntryBytes: config.ARCHIVE_MAX_ENTRY_BYTES,
+      }),
+      datasetDir: (name) => layout.datasetDir(name, '/name'),
+      checkpointDir: (name) => layout.checkpointDir(name, '/name'),
+      tmpDir: layout.tmpDir,
       checkpoints,
       datasets,
       health: {

@@ -134,6 +134,14 @@ export class JobService {
     return { job: now, pending: !TERMINAL_STATUSES.includes(now.status) };
   }
 
+  /** Ids of queued or running jobs that read (or will write) the dataset or checkpoint `name`. */
+  async usersOf(kind: 'dataset' | 'checkpoint', name: string): Promise<string[]> {
+    const jobs = await this.deps.store.active();
+    return jobs
+      .filter((j) => (kind === 'dataset' ? j.spec.dataset.name === name : j.spec.source?.checkpoint === name || j.spec.output.checkpoint === name))
+      .map((j) => j.id);
+  }
+
   async trainingCheckpoints(id: string): Promise<TrainingCheckpointInfo[]> {
     await this.get(id);
     return listTrainingCheckpoints(this.deps.layout, id);

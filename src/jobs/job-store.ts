@@ -194,6 +194,16 @@ export class JobStore {
     return { ok: ok === 1, previous: previous as JobStatus | '' };
   }
 
+  /** Jobs that are queued or running (their specs say which datasets and checkpoints they use). */
+  async active(): Promise<Job[]> {
+    const ids = [
+      ...(await this.redis.zrange(`${this.prefix}:jobs:queued`, '0', '-1')),
+      ...(await this.redis.zrange(`${this.prefix}:jobs:running`, '0', '-1')),
+    ];
+    const jobs = await Promise.all(ids.map((id) => this.get(id)));
+    return jobs.filter((j): j is Job => j !== null && !TERMINAL_STATUSES.includes(j.status));
+  }
+
   async setProgress(id: string, progress: JobProgress): Promise<boolean> {
     const r = await (this.redis as unknown as RedisWithCommands).graftProgress(this.jobKey(id), JSON.stringify(progress));
     return r === 1;

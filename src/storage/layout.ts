@@ -61,7 +61,8 @@ export class DataLayout {
   }
 }
 
-async function renameNoReplace(from: string, to: string, what: string): Promise<void> {
+/** Moves a fully written folder into place; a ConflictError `<what>_exists` if the name is taken. */
+export async function renameNoReplace(from: string, to: string, what: string): Promise<void> {
   // rename(2) replaces an *empty* directory silently; refuse that explicitly so "immutable once
   // written" holds even against a stray empty folder.
   const exists = await fs.stat(to).then(() => true, () => false);

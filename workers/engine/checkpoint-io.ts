@@ -295,3 +295,23 @@ function concat(buffers: Buffer[]): ArrayBuffer {
   }
   return out.buffer;
 }
+
+/**
+ * Re-writes the checkpoint folder `dir` (e.g. an upload) as checkpoint `name`: verified and built
+ * by loadModel (topology loads, every weight has the bytes its spec says, hashes match when a
+ * manifest exists), then saved with a fresh manifest that keeps any lineage the old one had.
+ */
+export async function importCheckpoint(layout: DataLayout, name: string, dir: string, uploadId: string): Promise<CheckpointManifest> {
+  const previous = await fs.readFile(path.join(dir, MANIFEST_FILE)).then((b) => parseManifest(dir, b, null), () => null);
+  const model = await loadModel(dir);
+  try {
+    const inputShape = model.inputs[0]?.shape.slice(1);
+    const { formatVersion: _v, name: _n, createdAt: _c, layers: _l, files: _f, ...lineage } = previous ?? ({} as Partial<CheckpointManifest>);
+    const input: ManifestInput = previous
+      ? (lineage as ManifestInput)
+      : { jobId: uploadId, jobType: 'upload', ...(inputShape?.every((d) => typeof d === 'number') ? { inputShape: inputShape as number[] } : {}) };
+    return await saveCheckpoint(layout, name, model, input);
+  } finally {
+    model.dispose();
+  }
+}

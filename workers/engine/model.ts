@@ -136,10 +136,13 @@ function reHead(full: tf.LayersModel, spec: JobSpec, seed: number): tf.LayersMod
   } else {
     output = full.outputs[0];
   }
-  const taken = new Set(full.layers.map((l) => l.name));
+  // Names must be unique among the layers kept; a cut-away layer's name (e.g. the old
+  // classifier's "fc") is free again, as in Keras.
+  const taken = new Set(tf.model({ inputs: full.inputs, outputs: output }).layers.map((l) => l.name));
   head.forEach((spec, i) => {
     const name = spec.name ?? defaultHeadName(i, spec.type);
-    if (taken.has(name)) throw new UnprocessableError('duplicate_layer_name', `The head layer name "${name}" is already used by a source layer.`, `/model/head/${i}/name`);
+    if (taken.has(name)) throw new UnprocessableError('duplicate_layer_name', `The head layer name "${name}" is already used by a kept source layer.`, `/model/head/${i}/name`);
+    taken.add(name);
     output = buildLayer(headLayerPlan(spec, name), seed).apply(output) as tf.SymbolicTensor;
   });
   const target = tf.model({ inputs: full.inputs, outputs: output, name: spec.output.checkpoint });

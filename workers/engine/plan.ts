@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { GraftError, type ErrorBody } from '../../src/errors';
 import type { JobSpec } from '../../src/spec/schema';
+import { ensureCpuBackend } from './cpu';
 import { planFeatureSplit } from './feature-cache';
 import { buildTarget, dispose, type SourceCheckpoint } from './model';
 
@@ -36,12 +37,9 @@ export interface PlanInput {
   loadSource(name: string): Promise<SourceCheckpoint>;
 }
 
-let cpuReady: Promise<void> | null = null;
-
 /** Builds the plan, or throws the GraftError the job would fail with. */
 export async function planJob(spec: JobSpec, input: PlanInput): Promise<JobPlan> {
-  cpuReady ??= tf.setBackend('cpu').then(() => tf.ready());
-  await cpuReady;
+  await ensureCpuBackend();
   const target = await buildTarget(spec, { ...input });
   try {
     const model = target.model;
