@@ -1,18 +1,12 @@
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import { buildApp } from './app';
-import { loadConfig } from './config';
+import { loadConfigOrExit } from './config';
 import { createServices } from './services';
 
 /** The only file that listens. */
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    console.error((err as Error).message);
-    process.exit(1);
-  }
+  const config = loadConfigOrExit();
   const logger = pino({ level: config.LOG_LEVEL, name: 'graft-api' });
   const services = await createServices(config, logger);
   const app = await buildApp({ config, deps: services.deps, logger: { level: config.LOG_LEVEL, name: 'graft-api' } });

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Worker } from 'bullmq';
 import pino from 'pino';
-import { loadConfig } from '../src/config';
+import { loadConfigOrExit } from '../src/config';
 import type { TrainJobData } from '../src/jobs/job-queue';
 import { JobStore } from '../src/jobs/job-store';
 import { TERMINAL_STATUSES } from '../src/jobs/types';
@@ -18,13 +18,7 @@ const LOCK_DURATION_MS = 60_000;
 const STALLED_INTERVAL_MS = 30_000;
 
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    console.error((err as Error).message);
-    process.exit(1);
-  }
+  const config = loadConfigOrExit();
   const logger = pino({ level: config.LOG_LEVEL, name: 'graft-worker' });
   const redis = createRedis(config.REDIS_URL, { forWorker: true });
   const store = new JobStore(redis, config.QUEUE_NAME, config.JOB_RETENTION_SECONDS);

@@ -4,14 +4,8 @@ import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env';
 import { writeMnistDataset } from '../helpers/fixtures';
 import { startProcess, type RunningProcess } from '../helpers/processes';
 import { readSse } from '../helpers/sse';
+import { classifierSpec, waitForJobEnd } from '../helpers/jobs';
 
-const classifierJob = (output: string, epochs: number, seed = 1) => ({
-  type: 'pretrain',
-  model: { architecture: 'conv-classifier', options: { filters: [8, 16] } },
-  dataset: { name: 'digits', validationSplit: 0.1 },
-  training: { epochs, batchSize: 32, seed },
-  output: { checkpoint: output },
-});
 
 describe('without a worker: queued jobs', () => {
   let env: TestEnv;
@@ -29,7 +23,7 @@ describe('without a worker: queued jobs', () => {
   });
 
   it('cancels a queued job at once; repeating is harmless; it leaves the queue', async () => {
-    const sub = await request(t.app.server).post('/v1/jobs').send(classifierJob('never', 1));
+    const sub = await request(t.app.server).post('/v1/jobs').send(classifierSpec('never', 1));
     const first = await request(t.app.server).post(`/v1/jobs/${sub.body.id}/cancel`);
     expect(first.status).toBe(200);
     expect(first.body.status).toBe('cancelled');
@@ -37,14 +31,14 @@ describe('without a worker: queued jobs', () => {
     expect((await request(t.app.server).post(`/v1/jobs/${sub.body.id}/cancel`)).status).toBe(200);
     expect(await t.services.queue.queue.getJob(sub.body.id)).toBeUndefined();
     // The output name is free again.
-    expect((await request(t.app.server).post('/v1/jobs').send(classifierJob('never', 1))).status).toBe(202);
+    expect((await request(t.app.server).post('/v1/jobs').send(classifierSpec('never', 1))).status).toBe(202);
     const events = await request(t.app.server).get(`/v1/jobs/${sub.body.id}/events`);
     expect(events.body.data.map((e: { data: { status?: string } }) => e.data?.status).filter(Boolean)).toEqual(['queued', 'cancelled']);
     expect((await request(t.app.server).post('/v1/jobs/nope-nope/cancel')).status).toBe(404);
   });
 
   it('Idempotency-Key: same key and body → the original job (200); another body → 409', async () => {
-    const body = classifierJob('idem-out', 1);
+    const body = classifierSpec('idem-out', 1);
     const a = await request(t.app.server).post('/v1/jobs').set('idempotency-key', 'key-1').send(body);
     expect(a.status).toBe(202);
     const b = await request(t.app.server).post('/v1/jobs').set('idempotency-key', 'key-1').send(JSON.parse(JSON.stringify(body)));
@@ -56,7 +50,7 @@ describe('without a worker: queued jobs', () => {
     // A rejected body does not pin its key.
     const bad = await request(t.app.server).post('/v1/jobs').set('idempotency-key', 'key-2').send({ ...body, dataset: { name: 'missing' } });
     expect(bad.status).toBe(422);
-    const fixed = await request(t.app.server).post('/v1/jobs').set('idempotency-key', 'key-2').send(classifierJob('idem-2', 1));
+    const fixed = await request(t.app.server).post('/v1/jobs').set('idempotency-key', 'key-2').send(classifierSpec('idem-2', 1));
     expect(fixed.status).toBe(202);
     const list = await request(t.app.server).get('/v1/jobs?status=queued&limit=100');
     expect(list.body.data.filter((j: { spec: { output: { checkpoint: string } } }) => j.spec.output.checkpoint === 'idem-out')).toHaveLength(1);
@@ -89,7 +83,7 @@ describe('with a worker: cancel, events, SSE', () => {
   const job = async (id: string) => (await request(t.app.server).get(`/v1/jobs/${id}`)).body;
 
   it('cancels a running job within 2 s; no checkpoint, never retried; the worker takes the next job', async () => {
-    const sub = await request(t.app.server).post('/v1/jobs').send(classifierJob('cancel-me', 200));
+    const sub = await request(t.app.server).post('/v1/jobs').send(classifierSpec('cancel-me', 200));
     await waitFor(async () => {
       const j = await job(sub.body.id);
       return j.status === 'running' && j.progress?.phase === 'training' && j.progress.batch > 0;
@@ -107,11 +101,8 @@ describe('with a worker: cancel, events, SSE', () => {
     expect((await request(t.app.server).get('/v1/checkpoints/cancel-me')).status).toBe(404);
     expect((await request(t.app.server).post(`/v1/jobs/${sub.body.id}/cancel`)).status).toBe(200);
 
-    const next = await request(t.app.server).post('/v1/jobs').send(classifierJob('after-cancel', 1));
-    const done = await waitFor(async () => {
-      const j = await job(next.body.id);
-      return ['succeeded', 'failed'].includes(j.status) ? j : null;
-    }, 60_000, 'the next job');
+    const next = await request(t.app.server).post('/v1/jobs').send(classifierSpec('after-cancel', 1));
+    const done = await waitForJobEnd(t.app.server, next.body.id, 60_000);
     expect(done.status).toBe('succeeded');
     expect(done.worker).toBe(cancelled.worker);
     expect((await request(t.app.server).post(`/v1/jobs/${next.body.id}/cancel`)).status).toBe(409);
@@ -119,7 +110,7 @@ describe('with a worker: cancel, events, SSE', () => {
 
   it('streams every epoch of a running job over SSE in order, and resumes after a reconnect without gaps or duplicates', async () => {
     const epochs = 6;
-    const sub = await request(t.app.server).post('/v1/jobs').send(classifierJob('streamed', epochs, 3));
+    const sub = await request(t.app.server).post('/v1/jobs').send(classifierSpec('streamed', epochs, 3));
     const url = `${base}/v1/jobs/${sub.body.id}/events`;
     // Read a few events, drop the connection, reconnect with Last-Event-ID.
     const first = await readSse(url, { stopAfter: 4 });

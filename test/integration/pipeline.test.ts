@@ -3,8 +3,9 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import request from 'supertest';
 import { buildTestApp, type TestApp } from '../helpers/app';
-import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env';
+import { makeTestEnv, type TestEnv } from '../helpers/env';
 import { writeMnistDataset } from '../helpers/fixtures';
+import { waitForJobEnd } from '../helpers/jobs';
 import { startProcess, type RunningProcess } from '../helpers/processes';
 import { loadModel } from '../../workers/engine/checkpoint-io';
 
@@ -31,16 +32,7 @@ describe('submit → worker → checkpoint', () => {
     expect(code).toBe(0);
   });
 
-  const waitForJob = (id: string, timeoutMs = 120_000) =>
-    waitFor(
-      async () => {
-        const res = await request(t.app.server).get(`/v1/jobs/${id}`);
-        return ['succeeded', 'failed', 'cancelled'].includes(res.body.status) ? res.body : null;
-      },
-      timeoutMs,
-      `job ${id} to finish (worker log: ${worker.output().slice(-2000)})`,
-      200,
-    );
+  const waitForJob = (id: string) => waitForJobEnd(t.app.server, id, 120_000, () => `(worker log: ${worker.output().slice(-2000)})`);
 
   it('pretrains a conv autoencoder, then transfers its encoder to a digit classifier', async () => {
     const pre = await request(t.app.server)

@@ -6,19 +6,13 @@ import request from 'supertest';
 import { buildTestApp, type TestApp } from '../helpers/app';
 import { makeTempDir, makeTestEnv, waitFor, type TestEnv } from '../helpers/env';
 import { writeMnistDataset } from '../helpers/fixtures';
+import { classifierSpec, waitForJobEnd } from '../helpers/jobs';
 import { freePort, startProcess, type RunningProcess } from '../helpers/processes';
 
 /**
  * Nothing accepted is lost: training processes killed with SIGKILL, a worker stopped with SIGTERM
  * mid-job, and Redis itself restarted between submit and pickup.
  */
-const job = (output: string, epochs: number, seed = 1) => ({
-  type: 'pretrain',
-  model: { architecture: 'conv-classifier', options: { filters: [8, 16] } },
-  dataset: { name: 'digits', validationSplit: 0.1 },
-  training: { epochs, batchSize: 32, seed },
-  output: { checkpoint: output },
-});
 
 const FAST_RETRY = { RETRY_BACKOFF_MS: '200', JOB_ATTEMPTS: '3', EPOCH_CHECKPOINTS_KEEP: '2' };
 
@@ -56,17 +50,13 @@ describe('crashes and restarts', () => {
   });
 
   const get = async (id: string) => (await request(t.app.server).get(`/v1/jobs/${id}`)).body;
-  const finished = (id: string, ms = 120_000) =>
-    waitFor(async () => {
-      const j = await get(id);
-      return ['succeeded', 'failed', 'cancelled'].includes(j.status) ? j : null;
-    }, ms, `job ${id} to finish (${workers.map((w) => w.output().slice(-800)).join('\n--\n')})`, 100);
+  const finished = (id: string) => waitForJobEnd(t.app.server, id, 120_000, () => workers.map((w) => w.output().slice(-800)).join('\n--\n'));
 
   it('kill -9 of the training process at random points, 5 runs: every job succeeds and resumes from its last epoch', async () => {
     workers = [startProcess('worker', env.env), startProcess('worker', env.env)];
     const epochs = 4;
     for (let run = 0; run < 5; run++) {
-      const sub = await request(t.app.server).post('/v1/jobs').send(job(`killed-${run}`, epochs, run));
+      const sub = await request(t.app.server).post('/v1/jobs').send(classifierSpec(`killed-${run}`, epochs, run));
       expect(sub.status).toBe(202);
       // A random point: some runs die in epoch 1 (nothing to resume), most later.
       const killEpoch = 1 + Math.floor(Math.random() * (epochs - 1));
@@ -98,7 +88,7 @@ describe('crashes and restarts', () => {
 
   it('SIGTERM on a worker mid-job: it checkpoints, exits in time, and the other worker finishes the job (one output)', async () => {
     workers = [startProcess('worker', env.env), startProcess('worker', env.env)];
-    const sub = await request(t.app.server).post('/v1/jobs').send(job('handed-over', 5, 9));
+    const sub = await request(t.app.server).post('/v1/jobs').send(classifierSpec('handed-over', 5, 9));
     const running = await waitFor(async () => {
       const j = await get(sub.body.id);
       return j.status === 'running' && j.progress?.phase === 'training' && j.progress.epoch >= 2 && j.progress.batch >= 3 ? j : null;
@@ -149,7 +139,7 @@ describe('a private Redis with AOF, restarted between submit and pickup', () => 
     try {
       await writeMnistDataset(env.dataDir, 'digits', { train: 200, test: 50 });
       let t = await buildTestApp(env);
-      const sub = await request(t.app.server).post('/v1/jobs').send(job('after-restart', 1));
+      const sub = await request(t.app.server).post('/v1/jobs').send(classifierSpec('after-restart', 1));
       expect(sub.status).toBe(202);
       await t.close();
 
