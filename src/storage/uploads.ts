@@ -4,7 +4,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Multipart } from '@fastify/multipart';
 import sharp from 'sharp';
-import { ConflictError, UnprocessableError, ValidationError } from '../errors';
+import { ConflictError, GraftError, UnprocessableError, ValidationError } from '../errors';
 import type * as CheckpointIo from '../../workers/engine/checkpoint-io';
 import { detectArchiveType, extractArchive, type ArchiveLimits } from './archive';
 import { CheckpointCatalog, type CheckpointDescription } from './checkpoints';
@@ -76,7 +76,13 @@ export class UploadService {
       throw new UnprocessableError('archive_invalid', 'The file is not a .zip, .tar.gz or .tar archive.', '/file');
     }
     await fs.mkdir(dest, { recursive: true });
-    await extractArchive(archive, dest, this.limits);
+    try {
+      await extractArchive(archive, dest, this.limits);
+    } catch (err) {
+      // Point the client at the part to fix: the uploaded file.
+      if (err instanceof GraftError && err.param === null) throw new GraftError(err.code, err.message, { param: '/file', statusCode: err.statusCode });
+      throw err;
+    }
     await fs.rm(archive, { force: true });
     await unwrapSingleFolder(dest);
   }
