@@ -65,6 +65,7 @@ export default async function processTrainJob(job: SandboxedJob<TrainJobData>, _
     spec = validateSpec(record.spec);
   } catch (err) {
     await fail(store, id, err as GraftError);
+    await store.releaseOutput(record.spec.output?.checkpoint ?? '', id);
     throw new UnrecoverableError((err as Error).message);
   }
 
