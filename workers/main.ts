@@ -14,8 +14,6 @@ import { SHUTDOWN_REASON } from './shutdown';
  * in a second thread). Lock renewal happens here, in the parent, so a long batch in the child
  * never makes the job look stalled.
  */
-const LOCK_DURATION_MS = 60_000;
-const STALLED_INTERVAL_MS = 30_000;
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
@@ -27,9 +25,11 @@ async function main(): Promise<void> {
     connection: createRedis(config.REDIS_URL, { forWorker: true }),
     concurrency: config.WORKER_CONCURRENCY,
     useWorkerThreads: false,
-    lockDuration: LOCK_DURATION_MS,
-    stalledInterval: STALLED_INTERVAL_MS,
-    maxStalledCount: 2,
+    // The lock is renewed by this process (not the training child), so a long batch never expires
+    // it; only a dead worker does, and then a live one takes the job after at most ~1.5 locks.
+    lockDuration: config.WORKER_LOCK_SECONDS * 1000,
+    stalledInterval: (config.WORKER_LOCK_SECONDS * 1000) / 2,
+    maxStalledCount: config.JOB_ATTEMPTS,
   });
 
   // Cancel requests are published by the API; only the worker holding the job can abort it.

@@ -169,3 +169,36 @@ describe('a private Redis with AOF, restarted between submit and pickup', () => 
     }
   }, 120_000);
 });
+
+describe('a whole worker process lost (kill -9 of the worker, not only its training child)', () => {
+  it('a live worker takes the job over once its lock expires, and resumes it', async () => {
+    const env = await makeTestEnv({ ...FAST_RETRY, WORKER_LOCK_SECONDS: '4' });
+    const t = await buildTestApp(env);
+    const workers: RunningProcess[] = [];
+    try {
+      await writeMnistDataset(env.dataDir, 'digits', { train: 800, test: 200 });
+      workers.push(startProcess('worker', env.env));
+      const sub = await request(t.app.server).post('/v1/jobs').send(classifierSpec('host-lost', 4, 4));
+      await waitFor(async () => {
+        const j = (await request(t.app.server).get(`/v1/jobs/${sub.body.id}`)).body;
+        return j.status === 'running' && j.progress?.phase === 'training' && j.progress.epoch >= 2 && j.progress.batch >= 2;
+      }, 60_000, 'job in epoch 2', 20);
+      // The host dies: worker and training child together, no chance to clean up.
+      const [child] = childrenOf(workers[0].child.pid!);
+      workers[0].child.kill('SIGKILL');
+      if (child) process.kill(child, 'SIGKILL');
+      await workers[0].exited;
+      workers.push(startProcess('worker', env.env));
+
+      const done = await waitForJobEnd(t.app.server, sub.body.id, 90_000, () => workers[1].output().slice(-800));
+      expect(done.status).toBe('succeeded');
+      expect(String(done.worker).split(':').pop()).toBe(String(workers[1].child.pid));
+      const events = (await request(t.app.server).get(`/v1/jobs/${sub.body.id}/events?limit=1000`)).body as Events;
+      expect(events.data.some((e) => /Resuming from the checkpoint at epoch [2-4]/.test(e.message))).toBe(true);
+    } finally {
+      await Promise.all(workers.map((w) => w.stop()));
+      await t.close();
+      await env.cleanup();
+    }
+  }, 150_000);
+});

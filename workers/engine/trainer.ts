@@ -120,7 +120,9 @@ export async function train(target: TargetModel, trainSplit: Split, valSplit: Sp
 
   const checkAbort = () => {
     if (opts.signal?.aborted) throw new JobCancelledError();
-    if (opts.maxRuntimeSeconds && (performance.now() - started) / 1000 > opts.maxRuntimeSeconds) {
+    // Time spent by earlier attempts counts too: a resumed job does not get a fresh budget.
+    const spent = (opts.resume?.position.trainSeconds ?? 0) + (performance.now() - started) / 1000;
+    if (opts.maxRuntimeSeconds && spent > opts.maxRuntimeSeconds) {
       throw new UnprocessableError('timeout', `Training exceeded training.maxRuntimeSeconds (${opts.maxRuntimeSeconds} s).`, '/training/maxRuntimeSeconds');
     }
   };
