@@ -2,6 +2,7 @@ import { ConflictError, GraftError, UnprocessableError } from '../errors';
 import { planArchitecture } from './architectures';
 import { checkSpec } from './check';
 import { compileUserRegex } from './regex';
+import { compileLrMultipliers, frozenErrors } from './selection';
 import type { JobSpec } from './schema';
 
 /**
@@ -127,30 +128,22 @@ function transferLayers(spec: JobSpec, source: SourceInfo, errors: GraftError[])
 }
 
 function checkLayerSelectors(spec: JobSpec, layers: string[], errors: GraftError[], warnings: string[]): void {
-  const freeze = spec.freeze;
-  if (Array.isArray(freeze)) {
-    freeze.forEach((name, i) => {
-      if (!layers.includes(name)) {
-        errors.push(new UnprocessableError('unknown_layer', `Cannot freeze "${name}": the target network has no such layer (layers: ${layers.join(', ')}).`, `/freeze/${i}`));
-      }
-    });
-  } else if (typeof freeze === 'string') {
-    try {
-      const re = compileUserRegex(freeze, '/freeze');
-      if (!layers.some((l) => re.test(l))) {
-        errors.push(new UnprocessableError('freeze_matches_nothing', `The freeze regex ${JSON.stringify(freeze)} matches no layer (layers: ${layers.join(', ')}).`, '/freeze'));
-      }
-    } catch {
-      /* reported by checkSpec */
-    }
+  try {
+    errors.push(...frozenErrors(layers, spec.freeze as string | string[] | undefined));
+  } catch {
+    /* an invalid freeze regex: reported by checkSpec */
   }
-  for (const key of Object.keys(spec.training?.lrMultipliers ?? {})) {
-    try {
-      const re = compileUserRegex(key, '/training/lrMultipliers');
-      if (!layers.some((l) => re.test(l))) warnings.push(`The lrMultipliers regex ${JSON.stringify(key)} matches no layer; it has no effect.`);
-    } catch {
-      /* reported by checkSpec */
-    }
+  for (const { pattern, multiplier } of safeLrRules(spec)) {
+    if (!layers.some((l) => pattern.test(l))) warnings.push(`The lrMultipliers regex ${JSON.stringify(pattern.source)} (x${multiplier}) matches no layer; it has no effect.`);
+  }
+}
+
+/** The lrMultipliers rules, or none if one does not compile (checkSpec reports that). */
+function safeLrRules(spec: JobSpec) {
+  try {
+    return compileLrMultipliers(spec.training?.lrMultipliers);
+  } catch {
+    return [];
   }
 }
 

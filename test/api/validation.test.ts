@@ -227,6 +227,12 @@ describe('POST /v1/plans', () => {
     expect((await request(t.app.server).get('/v1/jobs')).body.data).toHaveLength(0);
   });
 
+  it('warns about an lrMultipliers rule that matches no layer', async () => {
+    const res = await request(t.app.server).post('/v1/plans').send({ ...VALID, training: { ...VALID.training, lrMultipliers: { '^decoder': 0.5 } } });
+    expect(res.body.valid).toBe(true);
+    expect(res.body.warnings).toEqual([expect.stringContaining('"^decoder"')]);
+  });
+
   it('lists every error a job would hit, with the same codes', async () => {
     const res = await request(t.app.server)
       .post('/v1/plans')

@@ -2,7 +2,7 @@ import { GraftError } from '../../src/errors';
 import { planArchitecture } from '../../src/spec/architectures';
 import { checkSpec } from '../../src/spec/check';
 import type { JobSpec } from '../../src/spec/schema';
-import { compileLrMultipliers, lrMultiplierFor, planRestore, selectFrozen } from '../../workers/engine/selection';
+import { compileLrMultipliers, frozenErrors, lrMultiplierFor, planRestore, selectFrozen } from '../../src/spec/selection';
 
 const SOURCE = [
   { name: 'enc_conv1/kernel', shape: [5, 5, 1, 16] },
@@ -74,6 +74,12 @@ describe('selectFrozen', () => {
       expect((err as GraftError).param).toBe('/freeze/1');
     }
     expect(codeOf(() => selectFrozen(layers, '^dec'))).toBe('freeze_matches_nothing');
+  });
+  it('lists every unknown name for a plan', () => {
+    expect(frozenErrors(layers, ['x', 'fc', 'y']).map((e) => [e.code, e.param])).toEqual([
+      ['unknown_layer', '/freeze/0'],
+      ['unknown_layer', '/freeze/2'],
+    ]);
   });
 });
 

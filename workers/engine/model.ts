@@ -4,7 +4,7 @@ import { planArchitecture } from '../../src/spec/architectures';
 import { defaultHeadName } from '../../src/spec/preflight';
 import type { JobSpec } from '../../src/spec/schema';
 import { buildLayer, headLayerPlan, seedTopology } from './layers';
-import { compileLrMultipliers, lrMultiplierFor, planRestore, selectFrozen, type RestorePlan } from './selection';
+import { compileLrMultipliers, lrMultiplierFor, planRestore, selectFrozen, type RestorePlan } from '../../src/spec/selection';
 
 /**
  * Builds the target network of a job: a built-in architecture, a user topology, or the source's

@@ -1,6 +1,6 @@
-import { UnprocessableError } from '../../src/errors';
-import { escapePointer } from '../../src/spec/check';
-import { compileUserRegex } from '../../src/spec/regex';
+import { GraftError, UnprocessableError } from '../errors';
+import { escapePointer } from './check';
+import { compileUserRegex } from './regex';
 
 /**
  * Which weights to restore, which layers to freeze, which learning rate each layer gets.
@@ -64,23 +64,30 @@ export function planRestore(source: NamedShape[], target: NamedShape[], restore:
   return plan;
 }
 
-/** Layer names selected by `freeze` (a regex or a list); unknown names and empty matches are errors. */
-export function selectFrozen(layerNames: string[], freeze: string | string[] | undefined): string[] {
+/**
+ * Every problem with `freeze` against these layer names (all unknown names, or a regex matching
+ * nothing), so a plan can list them all; selectFrozen throws the first.
+ */
+export function frozenErrors(layerNames: string[], freeze: string | string[] | undefined): GraftError[] {
   if (freeze === undefined) return [];
+  const known = `layers: ${layerNames.join(', ')}`;
   if (Array.isArray(freeze)) {
-    freeze.forEach((name, i) => {
-      if (!layerNames.includes(name)) {
-        throw new UnprocessableError('unknown_layer', `Cannot freeze "${name}": the target network has no such layer (layers: ${layerNames.join(', ')}).`, `/freeze/${i}`);
-      }
-    });
-    return layerNames.filter((n) => freeze.includes(n));
+    return freeze.flatMap((name, i) =>
+      layerNames.includes(name) ? [] : [new UnprocessableError('unknown_layer', `Cannot freeze "${name}": the target network has no such layer (${known}).`, `/freeze/${i}`)],
+    );
   }
   const re = compileUserRegex(freeze, '/freeze');
-  const selected = layerNames.filter((n) => re.test(n));
-  if (selected.length === 0) {
-    throw new UnprocessableError('freeze_matches_nothing', `The freeze regex ${JSON.stringify(freeze)} matches no layer (layers: ${layerNames.join(', ')}).`, '/freeze');
-  }
-  return selected;
+  return layerNames.some((n) => re.test(n)) ? [] : [new UnprocessableError('freeze_matches_nothing', `The freeze regex ${JSON.stringify(freeze)} matches no layer (${known}).`, '/freeze')];
+}
+
+/** Layer names selected by `freeze` (a regex or a list); unknown names and empty matches are errors. */
+export function selectFrozen(layerNames: string[], freeze: string | string[] | undefined): string[] {
+  const [first] = frozenErrors(layerNames, freeze);
+  if (first) throw first;
+  if (freeze === undefined) return [];
+  if (Array.isArray(freeze)) return layerNames.filter((n) => freeze.includes(n));
+  const re = compileUserRegex(freeze, '/freeze');
+  return layerNames.filter((n) => re.test(n));
 }
 
 export interface LrRule {
