@@ -52,7 +52,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
   const checkpoints = new CheckpointCatalog(layout);
   const datasets = new DatasetCatalog(layout);
   const storage = preflightStorage(checkpoints, datasets);
-  const jobs = new JobService({ store, queue, storage, logger, queueName: config.QUEUE_NAME, idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS }, layout, planner: makePlanner(checkpoints, datasets) });
+  const jobs = new JobService({ store, queue, storage, logger, queueName: config.QUEUE_NAME, idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS }, layout, planner: makePlanner(checkpoints) });
 
   let closing: Promise<void> | null = null;
   return {
@@ -125,14 +125,13 @@ export function preflightStorage(checkpoints: CheckpointCatalog, datasets: Datas
  * first use so an API that never plans never loads TensorFlow.js. Same code as the worker, so
  * a plan fails exactly where the job would.
  */
-export function makePlanner(checkpoints: CheckpointCatalog, datasets: DatasetCatalog): Planner {
-  return async (spec) => {
+export function makePlanner(checkpoints: CheckpointCatalog): Planner {
+  return async (spec, dataset) => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { planJob } = require('../workers/engine/plan') as typeof PlanModule;
-    const dataset = await datasets.describe(spec.dataset.name);
     return planJob(spec, {
-      datasetShape: dataset.inputShape,
-      numClasses: dataset.classes.length,
+      datasetShape: dataset.inputShape as [number, number, number] | null,
+      numClasses: dataset.numClasses,
       loadSource: async (name: string) => {
         const source = await checkpoints.structure(name);
         return { modelTopology: source.modelTopology, weights: new Map(source.weights.map((w) => [w.name, { shape: w.shape, dtype: 'float32' }])) };

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ConflictError, GraftError, NotFoundError } from '../errors';
-import { preflight, type PreflightStorage } from '../spec/preflight';
+import { preflight, type DatasetInfo, type PreflightStorage } from '../spec/preflight';
 import { withDefaults, type JobSpec } from '../spec/schema';
 import type { JobQueue } from './job-queue';
 import type { JobStore, ListOptions } from './job-store';
@@ -39,7 +39,7 @@ export class JobService {
     const buildable = !errors.some((e) => e.statusCode === 400 || ['dataset_not_found', 'checkpoint_not_found', 'restore_matches_nothing'].includes(e.code));
     if (buildable) {
       try {
-        plan = await this.deps.planner(spec);
+        plan = await this.deps.planner(spec, report.dataset!);
       } catch (err) {
         if (!(err instanceof GraftError)) throw err;
         if (!errors.some((e) => e.code === err.code && e.param === err.param)) errors.push(err);
@@ -58,7 +58,7 @@ export class JobService {
     if (report.errors.length > 0) throw pickFirst(report.errors);
     // What only building the network reveals (shape mismatches, a head that does not fit the
     // classes, an unbuildable topology) is refused now rather than after minutes in the queue.
-    await this.deps.planner(spec);
+    await this.deps.planner(spec, report.dataset!);
 
     const { store, queue } = this.deps;
     if (!(await store.reserveOutput(spec.output.checkpoint, id))) {
@@ -182,7 +182,7 @@ export interface PlanReport {
 }
 
 /** Builds the target network for a spec without training it (workers/engine/plan.ts). */
-export type Planner = (spec: JobSpec) => Promise<unknown>;
+export type Planner = (spec: JobSpec, dataset: DatasetInfo) => Promise<unknown>;
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');

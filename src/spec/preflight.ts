@@ -40,6 +40,8 @@ export interface PreflightReport {
   targetLayers: string[] | null;
   /** Source weight names the restore regex selects. */
   restoreCandidates: string[];
+  /** The dataset as read for the checks (null if it does not exist), so nothing reads it twice. */
+  dataset: DatasetInfo | null;
 }
 
 const SAMPLE_NAMES = 8;
@@ -86,7 +88,7 @@ export async function preflight(spec: JobSpec, storage: PreflightStorage): Promi
   if (await storage.checkpointExists(spec.output.checkpoint)) {
     errors.push(new ConflictError('checkpoint_exists', `A checkpoint named "${spec.output.checkpoint}" already exists; checkpoints are immutable, pick another name.`, '/output/checkpoint'));
   }
-  return { errors, warnings, targetLayers, restoreCandidates };
+  return { errors, warnings, targetLayers, restoreCandidates, dataset };
 }
 
 function selectRestore(spec: JobSpec, source: SourceInfo, errors: GraftError[]): string[] {

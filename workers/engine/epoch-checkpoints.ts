@@ -5,6 +5,7 @@ import type { DataLayout } from '../../src/storage/layout';
 import { TRAINING_STATE_FILE, trainingCheckpointFolders, trainingCheckpointName, trainingCheckpointsDir } from '../../src/storage/training-checkpoints';
 import { FileSystemIOHandler, readCheckpoint } from './checkpoint-io';
 import type { RandomState } from './data/random';
+import type { EpochMetrics } from './trainer';
 
 /**
  * Per-epoch (and on-shutdown) training checkpoints of one job, under DATA_DIR/jobs/<id>/:
@@ -23,7 +24,7 @@ export interface TrainingPosition {
   correct: number;
   samplesSeen: number;
   trainSeconds: number;
-  history: Record<string, number | null>[];
+  history: EpochMetrics[];
   best: number | null;
   bestEpoch: number | null;
   sinceBest: number;

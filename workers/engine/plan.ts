@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs';
-import { GraftError, type ErrorBody } from '../../src/errors';
 import type { JobSpec } from '../../src/spec/schema';
 import { ensureCpuBackend } from './cpu';
 import { planFeatureSplit } from './feature-cache';
@@ -70,8 +69,4 @@ export async function planJob(spec: JobSpec, input: PlanInput): Promise<JobPlan>
   } finally {
     dispose(target.model);
   }
-}
-
-export function toErrorBody(err: unknown): ErrorBody | null {
-  return err instanceof GraftError ? { code: err.code, message: err.message, param: err.param } : null;
 }

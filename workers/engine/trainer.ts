@@ -170,7 +170,7 @@ export async function train(target: TargetModel, trainSplit: Split, valSplit: Sp
       for (const [i, opt] of optimizers.entries()) if (resume.optimizerWeights[i]?.length) await opt.setWeights(resume.optimizerWeights[i]);
       if (resume.bestWeights) snapshot = resume.bestWeights.map((t) => tf.clone(t));
     }
-    const history = pos.history as unknown as EpochMetrics[];
+    const history = pos.history;
     let stoppedEarly = false;
     const order = Int32Array.from({ length: n }, (_, i) => i);
 
