@@ -64,7 +64,6 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
       blockingRedis: () => redis.duplicate(),
       eventsKey: (jobId) => store.events.key(jobId),
       uploads: new UploadService(layout, {
-        maxFileBytes: config.UPLOAD_MAX_BYTES,
         maxTotalBytes: config.ARCHIVE_MAX_TOTAL_BYTES,
         maxEntries: config.ARCHIVE_MAX_ENTRIES,
         maxEntryBytes: config.ARCHIVE_MAX_ENTRY_BYTES,

@@ -24,10 +24,6 @@ const DECODE_CONCURRENCY = 4;
 /** Plain file names for the files of a multipart checkpoint upload. */
 const CHECKPOINT_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
-export interface UploadLimits extends ArchiveLimits {
-  maxFileBytes: number;
-}
-
 interface ReceivedFile {
   filename: string;
   path: string;
@@ -36,7 +32,8 @@ interface ReceivedFile {
 export class UploadService {
   constructor(
     private readonly layout: DataLayout,
-    private readonly limits: UploadLimits,
+    /** Unpacking limits; the upload size itself is enforced by the multipart parser (app.ts). */
+    private readonly limits: ArchiveLimits,
   ) {}
 
   /** Streams every part of a multipart request into `staging`; returns the `name` field and the files. */
