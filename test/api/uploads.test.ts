@@ -135,6 +135,8 @@ describe('uploads', () => {
     expect(await codes(hostile[20][1])).toEqual([413, 'upload_too_large']);
     expect(await codes(hostile[21][1])).toEqual([400, 'invalid_name']);
     expect(await codes(hostile[26][1])).toEqual([415, 'unsupported_media_type']);
+    const corrupt = await hostile[29][1]();
+    expect([corrupt.status, corrupt.body.error.code, corrupt.body.error.param]).toEqual([422, 'checkpoint_corrupt', '/file']);
   });
 
   it('an upload that dies half-way leaves nothing visible', async () => {

@@ -34,6 +34,7 @@ export type { CheckpointManifest, LayerSummary, ManifestInput } from '../../src/
 const SHARD_BYTES = 4 * 1024 * 1024;
 /** Where a checkpoint problem points in a job spec: checkpoints are read as a job's source. */
 const SOURCE_PARAM = '/source/checkpoint';
+const UPLOAD_PARAM = '/file';
 const DEFAULT_GENERATED_BY = `TensorFlow.js tfjs-layers v${tf.version_layers}`;
 /** ModelArtifacts fields that model.json carries verbatim when present. */
 const OPTIONAL_MODEL_FIELDS = ['trainingConfig', 'userDefinedMetadata', 'signature', 'modelInitializer', 'initializerSignature'] as const;
@@ -302,8 +303,16 @@ function concat(buffers: Buffer[]): ArrayBuffer {
  * manifest exists), then saved with a fresh manifest that keeps any lineage the old one had.
  */
 export async function importCheckpoint(layout: DataLayout, name: string, dir: string, uploadId: string): Promise<CheckpointManifest> {
-  const previous = await fs.readFile(path.join(dir, MANIFEST_FILE)).then((b) => parseManifest(dir, b, null), () => null);
-  const model = await loadModel(dir);
+  let previous: CheckpointManifest | null;
+  let model: tf.LayersModel;
+  try {
+    previous = await fs.readFile(path.join(dir, MANIFEST_FILE)).then((b) => parseManifest(dir, b, null), () => null);
+    model = await loadModel(dir);
+  } catch (err) {
+    // Here the checkpoint is the uploaded file, not a job's source.
+    if (err instanceof GraftError) throw new GraftError(err.code, err.message, { param: UPLOAD_PARAM, statusCode: err.statusCode, details: err.details });
+    throw err;
+  }
   try {
     const inputShape = model.inputs[0]?.shape.slice(1);
     const { formatVersion: _v, name: _n, createdAt: _c, layers: _l, files: _f, ...lineage } = previous ?? ({} as Partial<CheckpointManifest>);
