@@ -1,5 +1,5 @@
-import { buildApp } from '../src/app';
-import type { AppDeps } from '../src/services';
+import { buildApp } from '../src/api/app';
+import type { AppDeps } from '../src/api/services';
 
 /**
  * The OpenAPI document comes from the route schemas alone, so it can be generated without Redis

@@ -1,8 +1,8 @@
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
-import { buildApp } from './app';
+import { buildApp } from './api/app';
 import { loadConfigOrExit } from './config';
-import { createServices } from './services';
+import { createServices } from './api/services';
 
 /** The only file that listens. */
 async function main(): Promise<void> {

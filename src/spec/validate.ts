@@ -1,6 +1,6 @@
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
-import { toValidationError } from '../http/validation';
+import { toValidationError } from './validation';
 import { checkSpec } from './check';
 import { JobSpecSchema, type JobSpec } from './schema';
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
-import { buildApp } from '../../src/app';
-import { createServices, type Services } from '../../src/services';
+import { buildApp } from '../../src/api/app';
+import { createServices, type Services } from '../../src/api/services';
 import type { TestEnv } from './env';
 
 export interface TestApp {

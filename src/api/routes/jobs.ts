@@ -1,10 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
-import { JobSpecSchema, type JobSpec } from '../spec/schema';
-import { ErrorBodySchema, ErrorResponseSchema, JOB_STATUSES, JobSchema, type JobStatus } from '../jobs/types';
+import { JobSpecSchema, type JobSpec } from '../../spec/schema';
+import { ErrorBodySchema, ErrorResponseSchema, JOB_STATUSES, JobSchema, type JobStatus } from '../../jobs/types';
 import type { AppDeps } from '../services';
-import { EVENT_ID_PATTERN, JobEvents } from '../jobs/job-events';
-import { ValidationError } from '../errors';
+import { EVENT_ID_PATTERN, JobEvents } from '../../jobs/job-events';
+import { ValidationError } from '../../errors';
 
 export const DEFAULT_PAGE_SIZE = 20;
 const DEFAULT_EVENTS_PAGE = 100;

@@ -1,8 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
-import { ErrorResponseSchema } from '../jobs/types';
-import { DatasetDescriptionSchema, DatasetSummarySchema } from '../storage/datasets';
-import { NAME_PATTERN } from '../storage/names';
+import { ErrorResponseSchema } from '../../jobs/types';
+import { DatasetDescriptionSchema, DatasetSummarySchema } from '../../storage/datasets';
+import { NAME_PATTERN } from '../../storage/names';
 import type { AppDeps } from '../services';
 
 const NameParams = Type.Object({ name: Type.String({ pattern: NAME_PATTERN }) }, { additionalProperties: false });

@@ -3,12 +3,12 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
-import { ConflictError, NotFoundError } from '../errors';
-import { ErrorResponseSchema } from '../jobs/types';
-import { createTarGz, createZip } from '../storage/archive';
-import { CheckpointDescriptionSchema } from '../storage/checkpoints';
-import { DatasetDescriptionSchema } from '../storage/datasets';
-import { NAME_PATTERN } from '../storage/names';
+import { ConflictError, NotFoundError } from '../../errors';
+import { ErrorResponseSchema } from '../../jobs/types';
+import { createTarGz, createZip } from '../../storage/archive';
+import { CheckpointDescriptionSchema } from '../../storage/checkpoints';
+import { DatasetDescriptionSchema } from '../../storage/datasets';
+import { NAME_PATTERN } from '../../storage/names';
 import type { AppDeps } from '../services';
 
 /** Uploads, downloads and deletion of datasets and checkpoints. */

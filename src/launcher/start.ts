@@ -14,7 +14,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../config';
 
-const SERVER = path.join(__dirname, '..', 'server.js'); // dist/src/server.js
+const SERVER = path.join(__dirname, '..', 'server.js'); // dist/src/server.js (this file: dist/src/launcher/start.js)
 const WORKER = path.join(__dirname, '..', '..', 'workers', 'main.js'); // dist/workers/main.js
 const REDIS_START_MS = 20_000;
 const APP_STOP_MS = 40_000; // a worker checkpoints on SIGTERM (compose allows 45 s)

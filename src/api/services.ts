@@ -1,19 +1,19 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Config } from './config';
-import { NotFoundError } from './errors';
-import { JobQueue } from './jobs/job-queue';
-import { JobService, type Planner } from './jobs/job-service';
-import { JobStore } from './jobs/job-store';
+import type { Config } from '../config';
+import { NotFoundError } from '../errors';
+import { JobQueue } from '../jobs/job-queue';
+import { JobService, type Planner } from '../jobs/job-service';
+import { JobStore } from '../jobs/job-store';
 import type { Redis } from 'ioredis';
-import type * as PlanModule from '../workers/engine/plan';
-import { createRedis } from './redis';
-import type { PreflightStorage } from './spec/preflight';
-import { CheckpointCatalog } from './storage/checkpoints';
-import { DatasetCatalog } from './storage/datasets';
-import { DataLayout } from './storage/layout';
-import { UploadService } from './storage/uploads';
+import type * as PlanModule from '../../workers/engine/plan';
+import { createRedis } from '../redis';
+import type { PreflightStorage } from '../spec/preflight';
+import { CheckpointCatalog } from '../storage/checkpoints';
+import { DatasetCatalog } from '../storage/datasets';
+import { DataLayout } from '../storage/layout';
+import { UploadService } from '../storage/uploads';
 
 /** How long an Idempotency-Key remembers its job (clients retry within minutes, not days). */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -127,7 +127,7 @@ export function preflightStorage(checkpoints: CheckpointCatalog, datasets: Datas
 export function makePlanner(checkpoints: CheckpointCatalog): Planner {
   return async (spec, dataset) => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { planJob } = require('../workers/engine/plan') as typeof PlanModule;
+    const { planJob } = require('../../workers/engine/plan') as typeof PlanModule;
     return planJob(spec, {
       datasetShape: dataset.inputShape as [number, number, number] | null,
       numClasses: dataset.numClasses,
