@@ -6,11 +6,8 @@ import type { Config } from '../config';
 import { GraftError } from '../errors';
 import { makeValidatorCompiler, toValidationError } from '../spec/validation';
 import type { AppDeps } from './services';
-import { checkpointRoutes } from './routes/checkpoints';
-import { datasetRoutes } from './routes/datasets';
 import { healthRoutes } from './routes/health';
-import { jobRoutes } from './routes/jobs';
-import { uploadRoutes } from './routes/uploads';
+import { v1Routes } from './routes/v1';
 
 export const API_VERSION = '1.0.0';
 
@@ -77,10 +74,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, { deps: opts.deps });
-  await app.register(jobRoutes, { deps: opts.deps });
-  await app.register(checkpointRoutes, { deps: opts.deps });
-  await app.register(datasetRoutes, { deps: opts.deps });
-  await app.register(uploadRoutes, { deps: opts.deps });
+  await app.register(v1Routes, { deps: opts.deps, prefix: '/v1' });
   return app;
 }
 

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ConflictError, GraftError, NotFoundError } from '../errors';
 import { preflight, type DatasetInfo, type PreflightStorage } from '../spec/preflight';
+import type { JobPlan } from '../spec/plan';
 import { withDefaults, type JobSpec } from '../spec/schema';
 import type { JobQueue } from './job-queue';
 import type { JobStore, ListOptions } from './job-store';
@@ -34,7 +35,7 @@ export class JobService {
     const spec = withDefaults(input);
     const report = await preflight(spec, this.deps.storage);
     const errors = [...report.errors];
-    let plan: unknown = null;
+    let plan: JobPlan | null = null;
     // The network can be built once its ingredients exist and the spec is well-formed.
     const buildable = !errors.some((e) => e.statusCode === 400 || ['dataset_not_found', 'checkpoint_not_found', 'restore_matches_nothing'].includes(e.code));
     if (buildable) {
@@ -178,11 +179,11 @@ export interface PlanReport {
   errors: { code: string; message: string; param: string | null }[];
   warnings: string[];
   /** The engine's plan (layer table, weights, parameter counts, feature caching); null if it could not be built. */
-  plan: unknown;
+  plan: JobPlan | null;
 }
 
 /** Builds the target network for a spec without training it (workers/engine/plan.ts). */
-export type Planner = (spec: JobSpec, dataset: DatasetInfo) => Promise<unknown>;
+export type Planner = (spec: JobSpec, dataset: DatasetInfo) => Promise<JobPlan>;
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');

@@ -32,6 +32,9 @@ export function makeValidatorCompiler(): FastifySchemaCompiler<unknown> {
 
 const describePath = (pointer: string) => (pointer === '' ? 'The request body' : `\`${pointer.slice(1).replace(/\//g, '.')}\``);
 
+/** Fastify's names for the parts of a request, as a user would call them. */
+const PART_NAMES: Record<string, string> = { querystring: 'Query parameter', params: 'Path parameter', headers: 'Header' };
+
 /** Turns ajv's first complaint into graft's error shape with a JSON-pointer `param`. */
 export function toValidationError(errors: ErrorObject[], part: string): ValidationError {
   const first = errors[0];
@@ -40,7 +43,7 @@ export function toValidationError(errors: ErrorObject[], part: string): Validati
   const union = errors.find((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf');
   const chosen = union && first.instancePath === union.instancePath ? union : first;
   const at = chosen.instancePath;
-  const where = part === 'body' ? describePath(at) : `Query parameter ${describePath(at)}`;
+  const where = part === 'body' ? describePath(at) : `${PART_NAMES[part] ?? 'Parameter'} ${describePath(at)}`;
   const p = chosen.params as Record<string, unknown>;
 
   switch (chosen.keyword) {

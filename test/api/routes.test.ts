@@ -63,6 +63,13 @@ describe('read routes', () => {
     expect(typeof res.body.error.message).toBe('string');
   });
 
+  it('names the part of the request an error is in (path, query)', async () => {
+    const path = await request(t.app.server).get('/v1/datasets/a%20b');
+    expect(path.body.error.message).toMatch(/^Path parameter `name`/);
+    const query = await request(t.app.server).get('/v1/jobs?limit=0');
+    expect(query.body.error.message).toMatch(/^Query parameter `limit`/);
+  });
+
   it('serves the OpenAPI document and the docs UI', async () => {
     const doc = await request(t.app.server).get('/openapi.json');
     expect(doc.body.openapi).toBe('3.1.0');

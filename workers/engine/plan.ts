@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import type { JobPlan, PlanLayer } from '../../src/spec/plan';
 import type { JobSpec } from '../../src/spec/schema';
 import { ensureCpuBackend } from './cpu';
 import { planFeatureSplit } from './feature-cache';
@@ -10,25 +11,6 @@ import { buildTarget, dispose, type SourceCheckpoint } from './model';
  * trained at which rate, and whether feature caching applies. Runs on the pure-JS cpu backend:
  * building a network allocates its weights but computes nothing.
  */
-export interface PlanLayer {
-  name: string;
-  className: string;
-  outputShape: (number | null)[] | (number | null)[][];
-  params: number;
-  restored: boolean;
-  frozen: boolean;
-  lrMultiplier: number | null;
-}
-
-export interface JobPlan {
-  task: 'classification' | 'reconstruction';
-  inputShape: number[];
-  layers: PlanLayer[];
-  weights: { restored: string[]; skipped: string[]; mismatched: { name: string; sourceShape: number[]; targetShape: number[] }[] };
-  params: { total: number; trainable: number; frozen: number };
-  featureCache: { applies: boolean; boundaryLayer: string | null };
-}
-
 export interface PlanInput {
   datasetShape: [number, number, number] | null;
   numClasses: number;

@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { ErrorResponseSchema } from '../../jobs/types';
 import { CheckpointDescriptionSchema, CheckpointSummarySchema } from '../../storage/checkpoints';
@@ -7,15 +7,15 @@ import type { AppDeps } from '../services';
 
 const NameParams = Type.Object({ name: Type.String({ pattern: NAME_PATTERN }) }, { additionalProperties: false });
 
-export const checkpointRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, { deps }) => {
+export const checkpointRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
   app.get(
-    '/v1/checkpoints',
+    '/checkpoints',
     { schema: { tags: ['checkpoints'], summary: 'List checkpoints', response: { 200: Type.Object({ data: Type.Array(CheckpointSummarySchema) }) } } },
     async () => ({ data: await deps.checkpoints.list() }),
   );
 
-  app.get<{ Params: { name: string } }>(
-    '/v1/checkpoints/:name',
+  app.get(
+    '/checkpoints/:name',
     {
       schema: {
         tags: ['checkpoints'],

@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { ErrorResponseSchema } from '../../jobs/types';
 import { DatasetDescriptionSchema, DatasetSummarySchema } from '../../storage/datasets';
@@ -7,15 +7,15 @@ import type { AppDeps } from '../services';
 
 const NameParams = Type.Object({ name: Type.String({ pattern: NAME_PATTERN }) }, { additionalProperties: false });
 
-export const datasetRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, { deps }) => {
+export const datasetRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
   app.get(
-    '/v1/datasets',
+    '/datasets',
     { schema: { tags: ['datasets'], summary: 'List datasets', response: { 200: Type.Object({ data: Type.Array(DatasetSummarySchema) }) } } },
     async () => ({ data: await deps.datasets.list() }),
   );
 
-  app.get<{ Params: { name: string } }>(
-    '/v1/datasets/:name',
+  app.get(
+    '/datasets/:name',
     {
       schema: {
         tags: ['datasets'],

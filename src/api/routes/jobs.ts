@@ -1,6 +1,7 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { JobSpecSchema, type JobSpec } from '../../spec/schema';
+import { JobPlanSchema } from '../../spec/plan';
+import { JobSpecSchema } from '../../spec/schema';
 import { ErrorBodySchema, ErrorResponseSchema, JOB_STATUSES, JobSchema, type JobStatus } from '../../jobs/types';
 import type { AppDeps } from '../services';
 import { EVENT_ID_PATTERN, JobEvents } from '../../jobs/job-events';
@@ -26,42 +27,18 @@ const JobEventSchema = Type.Object({
   data: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
 });
 
-const PlanLayerSchema = Type.Object({
-  name: Type.String(),
-  className: Type.String(),
-  outputShape: Type.Array(Type.Unknown(), { description: 'Without the batch dimension\'s size (null).' }),
-  params: Type.Integer(),
-  restored: Type.Boolean({ description: 'Its weights come from the source.' }),
-  frozen: Type.Boolean(),
-  lrMultiplier: Type.Union([Type.Number(), Type.Null()], { description: 'null for layers that do not train.' }),
-});
-
 const PlanResponseSchema = Type.Object({
   valid: Type.Boolean({ description: 'POST /v1/jobs would accept this spec.' }),
   errors: Type.Array(ErrorBodySchema),
   warnings: Type.Array(Type.String()),
-  plan: Type.Union([
-    Type.Object({
-      task: Type.Enum(['classification', 'reconstruction']),
-      inputShape: Type.Array(Type.Integer()),
-      layers: Type.Array(PlanLayerSchema),
-      weights: Type.Object({
-        restored: Type.Array(Type.String()),
-        skipped: Type.Array(Type.String()),
-        mismatched: Type.Array(Type.Object({ name: Type.String(), sourceShape: Type.Array(Type.Integer()), targetShape: Type.Array(Type.Integer()) })),
-      }),
-      params: Type.Object({ total: Type.Integer(), trainable: Type.Integer(), frozen: Type.Integer() }),
-      featureCache: Type.Object({ applies: Type.Boolean(), boundaryLayer: Type.Union([Type.String(), Type.Null()]) }),
-    }),
-    Type.Null(),
-  ]),
+  plan: Type.Union([JobPlanSchema, Type.Null()]),
 });
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9-]+$' }) }, { additionalProperties: false });
 
-export const jobRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, { deps }) => {
-  app.post<{ Body: JobSpec }>(
-    '/v1/jobs',
+export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
+  app.post(
+    '/jobs',
     {
       schema: {
         tags: ['jobs'],
@@ -69,7 +46,7 @@ export const jobRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, { de
         description:
           'Validates the spec (names, regexes, that the dataset and source checkpoint exist, that the restore regex selects weights and the frozen layers exist, that the output name is free) and queues it. Responds 202 with the job and its Location.',
         body: JobSpecSchema,
-        response: { 202: JobSchema, ...errors(400, 409, 413, 415, 422) },
+        response: { 200: JobSchema, 202: JobSchema, ...errors(400, 409, 413, 415, 422) },
       },
     },
     async (request, reply) => {
@@ -79,15 +56,15 @@ export const jobRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, { de
           throw new ValidationError('invalid_idempotency_key', 'Idempotency-Key must be 1-255 printable ASCII characters.', null);
         }
         const { job, replayed } = await deps.jobs.submitIdempotent(request.body, key);
-        return reply.status(replayed ? 200 : 202).header('location', `/v1/jobs/${job.id}`).send(job);
+        return reply.status(replayed ? 200 : 202).header('location', `/jobs/${job.id}`).send(job);
       }
       const job = await deps.jobs.submit(request.body);
-      return reply.status(202).header('location', `/v1/jobs/${job.id}`).send(job);
+      return reply.status(202).header('location', `/jobs/${job.id}`).send(job);
     },
   );
 
-  app.post<{ Body: JobSpec }>(
-    '/v1/plans',
+  app.post(
+    '/plans',
     {
       schema: {
         tags: ['jobs'],
@@ -101,8 +78,8 @@ export const jobRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, { de
     async (request) => deps.jobs.plan(request.body),
   );
 
-  app.post<{ Params: { id: string } }>(
-    '/v1/jobs/:id/cancel',
+  app.post(
+    '/jobs/:id/cancel',
     {
       schema: {
         tags: ['jobs'],
@@ -119,8 +96,8 @@ export const jobRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, { de
     },
   );
 
-  app.get<{ Params: { id: string } }>(
-    '/v1/jobs/:id/checkpoints',
+  app.get(
+    '/jobs/:id/checkpoints',
     {
       schema: {
         tags: ['jobs'],
@@ -145,8 +122,8 @@ export const jobRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, { de
     async (request) => ({ data: await deps.jobs.trainingCheckpoints(request.params.id) }),
   );
 
-  app.get<{ Params: { id: string }; Querystring: { after?: string; limit: number } }>(
-    '/v1/jobs/:id/events',
+  app.get(
+    '/jobs/:id/events',
     {
       schema: {
         tags: ['jobs'],
@@ -178,8 +155,8 @@ export const jobRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, { de
     },
   );
 
-  app.get<{ Querystring: { status?: JobStatus; limit: number; cursor?: string } }>(
-    '/v1/jobs',
+  app.get(
+    '/jobs',
     {
       schema: {
         tags: ['jobs'],
@@ -204,8 +181,8 @@ export const jobRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, { de
     },
   );
 
-  app.get<{ Params: { id: string } }>(
-    '/v1/jobs/:id',
+  app.get(
+    '/jobs/:id',
     { schema: { tags: ['jobs'], summary: 'Get a job', params: IdParams, response: { 200: JobSchema, ...errors(400, 404) } } },
     async (request) => deps.jobs.get(request.params.id),
   );

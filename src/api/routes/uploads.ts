@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { ConflictError, NotFoundError } from '../../errors';
 import { ErrorResponseSchema } from '../../jobs/types';
@@ -15,9 +15,9 @@ import type { AppDeps } from '../services';
 const NameParams = Type.Object({ name: Type.String({ pattern: NAME_PATTERN }) }, { additionalProperties: false });
 const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, ErrorResponseSchema]));
 
-export const uploadRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, { deps }) => {
+export const uploadRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
   app.post(
-    '/v1/datasets',
+    '/datasets',
     {
       schema: {
         tags: ['datasets'],
@@ -32,7 +32,7 @@ export const uploadRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, {
   );
 
   app.post(
-    '/v1/checkpoints',
+    '/checkpoints',
     {
       schema: {
         tags: ['checkpoints'],
@@ -46,15 +46,15 @@ export const uploadRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, {
     async (request, reply) => reply.status(201).send(await deps.uploads.uploadCheckpoint(request.parts())),
   );
 
-  app.get<{ Params: { name: string } }>(
-    '/v1/checkpoints/:name/archive',
+  app.get(
+    '/checkpoints/:name/archive',
     {
       schema: {
         tags: ['checkpoints'],
         summary: 'Download a checkpoint as one .tar.gz (or .zip with Accept: application/zip)',
         params: NameParams,
         produces: ['application/gzip', 'application/zip'],
-        response: { 400: ErrorResponseSchema, 404: ErrorResponseSchema },
+        response: { 200: Type.Unsafe<unknown>({ description: 'The checkpoint archive, streamed.' }), 400: ErrorResponseSchema, 404: ErrorResponseSchema },
       },
     },
     async (request, reply) => {
@@ -72,8 +72,8 @@ export const uploadRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, {
   );
 
   for (const kind of ['dataset', 'checkpoint'] as const) {
-    app.delete<{ Params: { name: string } }>(
-      `/v1/${kind}s/:name`,
+    app.delete(
+      `/${kind}s/:name`,
       {
         schema: {
           tags: [`${kind}s`],
@@ -96,7 +96,7 @@ export const uploadRoutes: FastifyPluginAsync<{ deps: AppDeps }> = async (app, {
         const trash = path.join(deps.tmpDir, `deleted-${kind}-${name}-${Date.now()}`);
         await fs.rename(dir, trash);
         await fs.rm(trash, { recursive: true, force: true });
-        return reply.status(204).send();
+        return reply.status(204).send(null);
       },
     );
   }

@@ -1,0 +1,18 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { AppDeps } from '../services';
+import { checkpointRoutes } from './checkpoints';
+import { datasetRoutes } from './datasets';
+import { jobRoutes } from './jobs';
+import { uploadRoutes } from './uploads';
+
+/**
+ * Every versioned resource, registered under the `/v1` prefix (app.ts). Hooks that apply to the
+ * whole public API (authentication, rate limits) hang on this plugin's scope, not on each route;
+ * the health and documentation routes stay outside it.
+ */
+export const v1Routes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
+  await app.register(jobRoutes, { deps });
+  await app.register(checkpointRoutes, { deps });
+  await app.register(datasetRoutes, { deps });
+  await app.register(uploadRoutes, { deps });
+};
