@@ -13,7 +13,7 @@ import type { PreflightStorage } from '../spec/preflight';
 import { CheckpointCatalog } from '../storage/checkpoints';
 import { DatasetCatalog } from '../storage/datasets';
 import { DataLayout } from '../storage/layout';
-import { UploadService } from '../storage/uploads';
+import { UploadService, validateDatasetFolder, type UploadValidator } from '../storage/uploads';
 
 /** How long an Idempotency-Key remembers its job (clients retry within minutes, not days). */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -67,7 +67,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
         maxTotalBytes: config.ARCHIVE_MAX_TOTAL_BYTES,
         maxEntries: config.ARCHIVE_MAX_ENTRIES,
         maxEntryBytes: config.ARCHIVE_MAX_ENTRY_BYTES,
-      }),
+      }, inProcessValidator()),
       datasetDir: (name) => layout.datasetDir(name, '/name'),
       checkpointDir: (name) => layout.checkpointDir(name, '/name'),
       tmpDir: layout.tmpDir,
@@ -136,5 +136,18 @@ export function makePlanner(checkpoints: CheckpointCatalog): Planner {
         return { modelTopology: source.modelTopology, weights: new Map(source.weights.map((w) => [w.name, { shape: w.shape, dtype: 'float32' }])) };
       },
     });
+  };
+}
+
+/** TEMPORARY (replaced by the untrusted-work pool): validates uploads on the API's own thread. */
+function inProcessValidator(): UploadValidator {
+  return {
+    dataset: (root, name) => validateDatasetFolder(new DataLayout(root), name),
+    async checkpoint(dataDir, name, dir, uploadId) {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      await (require('../../workers/engine/cpu') as typeof import('../../workers/engine/cpu')).ensureCpuBackend();
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      await (require('../../workers/engine/checkpoint-io') as typeof import('../../workers/engine/checkpoint-io')).importCheckpoint(new DataLayout(dataDir), name, dir, uploadId);
+    },
   };
 }

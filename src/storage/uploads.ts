@@ -5,7 +5,6 @@ import { pipeline } from 'node:stream/promises';
 import type { Multipart } from '@fastify/multipart';
 import sharp from 'sharp';
 import { ConflictError, GraftError, UnprocessableError, ValidationError } from '../errors';
-import type * as CheckpointIo from '../../workers/engine/checkpoint-io';
 import { detectArchiveType, extractArchive, type ArchiveLimits } from './archive';
 import { CheckpointCatalog, type CheckpointDescription } from './checkpoints';
 import { DatasetCatalog, inspectIdx, locateDataset, type DatasetDescription } from './datasets';
@@ -24,6 +23,17 @@ const DECODE_CONCURRENCY = 4;
 /** Plain file names for the files of a multipart checkpoint upload. */
 const CHECKPOINT_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
+/**
+ * The untrusted part of an upload: decoding user files and loading a user network. The API runs
+ * it in its bounded pool (src/api/untrusted-pool.ts), never on its own event loop.
+ */
+export interface UploadValidator {
+  /** Every file of the dataset staged at `<stagingRoot>/datasets/<name>` must be readable as the job will read it. */
+  dataset(stagingRoot: string, name: string): Promise<void>;
+  /** Verifies the checkpoint files in `stagedDir` and installs them as checkpoint `name` of DATA_DIR `dataDir`. */
+  checkpoint(dataDir: string, name: string, stagedDir: string, uploadId: string): Promise<void>;
+}
+
 interface ReceivedFile {
   filename: string;
   path: string;
@@ -34,6 +44,7 @@ export class UploadService {
     private readonly layout: DataLayout,
     /** Unpacking limits; the upload size itself is enforced by the multipart parser (app.ts). */
     private readonly limits: ArchiveLimits,
+    private readonly validator: UploadValidator,
   ) {}
 
   /** Streams every part of a multipart request into `staging`; returns the `name` field and the files. */
@@ -93,7 +104,7 @@ export class UploadService {
       const root = path.join(staging, 'datasets', name);
       await this.unpack(files[0].path, root);
       const stagedLayout = new DataLayout(staging);
-      await validateDatasetFolder(stagedLayout, name);
+      await this.validator.dataset(staging, name);
       const description = await new DatasetCatalog(stagedLayout).describe(name);
       await renameNoReplace(root, this.layout.datasetDir(name, '/name'), 'dataset');
       return description;
@@ -119,12 +130,7 @@ export class UploadService {
           await fs.rename(f.path, path.join(dir, f.filename));
         }
       }
-      // TensorFlow.js is needed to prove the topology loads; loaded on first use only.
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const io = require('../../workers/engine/checkpoint-io') as typeof CheckpointIo;
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      await (require('../../workers/engine/cpu') as typeof import('../../workers/engine/cpu')).ensureCpuBackend();
-      await io.importCheckpoint(this.layout, name, dir, `upload-${randomUUID()}`);
+      await this.validator.checkpoint(this.layout.root, name, dir, `upload-${randomUUID()}`);
       return new CheckpointCatalog(this.layout).describe(name);
     });
   }
@@ -145,7 +151,7 @@ async function unwrapSingleFolder(dir: string): Promise<void> {
  * Everything a training job will read must be readable now: IDX headers and sizes (and labels),
  * or every image of an image folder fully decoded.
  */
-async function validateDatasetFolder(layout: DataLayout, name: string): Promise<void> {
+export async function validateDatasetFolder(layout: DataLayout, name: string): Promise<void> {
   const files = await locateDataset(layout, name);
   const dir = files.dir;
   if (files.format === 'idx') {

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { JobPlanSchema } from '../../spec/plan';
 import { JobSpecSchema } from '../../spec/schema';
-import { ErrorBodySchema, ErrorResponseSchema, JOB_STATUSES, JobSchema, type JobStatus } from '../../jobs/types';
+import { ErrorBodySchema, ErrorResponseSchema, JOB_STATUSES, JobSchema } from '../../jobs/types';
 import type { AppDeps } from '../services';
 import { EVENT_ID_PATTERN, JobEvents } from '../../jobs/job-events';
 import { ValidationError } from '../../errors';
