@@ -125,6 +125,16 @@ export type ArchitectureOptions = Static<typeof ArchitectureOptionsSchema>;
 
 export const TRAINING_DEFAULTS = { epochs: 10, batchSize: 32, optimizer: 'adam', learningRate: 0.001, seed: 0 } as const;
 export const DEFAULT_VALIDATION_SPLIT = 0.1;
+export const DEFAULT_OUTPUT_SELECT = 'last';
+
+type TrainingSpec = NonNullable<JobSpec['training']>;
+/** `training` with every defaulted field present. */
+export type ResolvedTraining = TrainingSpec & { [K in keyof typeof TRAINING_DEFAULTS]-?: NonNullable<TrainingSpec[K]> };
+
+/** The spec's training settings with TRAINING_DEFAULTS written in. */
+export function resolveTraining(spec: JobSpec): ResolvedTraining {
+  return { ...TRAINING_DEFAULTS, ...spec.training } as ResolvedTraining;
+}
 
 /** The spec as it will run: defaults written in, so the job object says exactly what trained. */
 export function withDefaults(spec: JobSpec): JobSpec {
@@ -132,7 +142,7 @@ export function withDefaults(spec: JobSpec): JobSpec {
     ...spec,
     ...(spec.source ? { source: { restore: '.*', ...spec.source } } : {}),
     dataset: { validationSplit: DEFAULT_VALIDATION_SPLIT, ...spec.dataset },
-    training: { ...TRAINING_DEFAULTS, ...spec.training },
-    output: { select: 'last', ...spec.output },
+    training: resolveTraining(spec),
+    output: { select: DEFAULT_OUTPUT_SELECT, ...spec.output },
   };
 }
