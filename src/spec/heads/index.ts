@@ -40,7 +40,7 @@ for (const head of HEAD_TYPES as readonly HeadType[]) {
 export const HEAD_FIELDS = fields as TProperties as HeadFields;
 
 /** The `type` field's description: one line per registered type. */
-export const HEAD_TYPES_DESCRIPTION = `Layer kind: ${HEAD_TYPES.map((h) => `\`${h.type}\`: ${h.description}`).join('; ')}.`;
+export const HEAD_TYPES_DESCRIPTION = `Layer kind. ${HEAD_TYPES.map((h) => `\`${h.type}\`: ${h.description}`).join('; ')}.`;
 
 export function headType(type: string): HeadType {
   const head = byType.get(type);
