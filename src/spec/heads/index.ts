@@ -27,14 +27,19 @@ export const HEAD_LAYER_TYPES = HEAD_TYPES.map((h) => h.type) as HeadTypeName[];
 
 const byType = new Map<string, HeadType>(HEAD_TYPES.map((h) => [h.type, h as unknown as HeadType]));
 
-/** Which type owns each field; two types may not declare the same field differently. */
-const owners = new Map<string, string>();
+/**
+ * Which types take each field. Types may share a field (say, `activation`) if they declare it
+ * identically, description included: the head-layer object has one schema per field name.
+ */
+const owners = new Map<string, Set<string>>();
 const fields: Record<string, TSchema> = {};
 for (const head of HEAD_TYPES as readonly HeadType[]) {
   for (const [field, schema] of Object.entries(head.fields)) {
-    if (owners.has(field)) throw new Error(`head types ${owners.get(field)} and ${head.type} both declare the field "${field}"`);
-    owners.set(field, head.type);
+    if (fields[field] && JSON.stringify(fields[field]) !== JSON.stringify(schema)) {
+      throw new Error(`head type ${head.type} declares the field "${field}" unlike ${[...owners.get(field)!].join(', ')}`);
+    }
     fields[field] = schema;
+    owners.set(field, (owners.get(field) ?? new Set<string>()).add(head.type));
   }
 }
 export const HEAD_FIELDS = fields as TProperties as HeadFields;
@@ -59,9 +64,9 @@ export type HeadLayerInput = { type: string; name?: string } & Record<string, un
 export function checkHeadLayer(layer: HeadLayerInput, at: string): GraftError[] {
   const head = headType(layer.type);
   const errors: GraftError[] = [];
-  for (const [field, owner] of owners) {
+  for (const [field, types] of owners) {
     const given = layer[field] !== undefined;
-    if (owner === head.type) {
+    if (types.has(head.type)) {
       if (!given && head.required.includes(field)) errors.push(new ValidationError('missing_field', `A ${head.type} layer needs \`${field}\`.`, `${at}/${field}`));
     } else if (given) {
       errors.push(new ValidationError('invalid_field', `\`${field}\` does not apply to a ${head.type} layer.`, `${at}/${field}`));
