@@ -1,6 +1,7 @@
 import { envSchema } from 'env-schema';
 import { Type, type Static } from 'typebox';
 import { ConfigError } from './errors';
+import { BACKEND_PREFERENCES } from './spec/backends';
 
 /**
  * The one configuration of graft, read from the environment (api, worker and the start script
@@ -12,7 +13,7 @@ export const ConfigSchema = Type.Object({
   HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Interface the API binds (0.0.0.0 in containers).' }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis connection URL (redis:// or rediss://).' })),
   DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'The volume: datasets/ and checkpoints/ live here.' }),
-  GRAFT_BACKEND: Type.Enum(['auto', 'tensorflow', 'wasm', 'cpu'], {
+  GRAFT_BACKEND: Type.Enum([...BACKEND_PREFERENCES], {
     default: 'auto',
     description: 'TensorFlow.js backend for training; auto = tensorflow (tfjs-node) if it loads, else wasm, else cpu.',
   }),
