@@ -11,9 +11,9 @@ import type * as PlanModule from '../../workers/engine/plan';
 import { createRedis } from '../redis';
 import type { PreflightStorage } from '../spec/preflight';
 import { CheckpointCatalog } from '../storage/checkpoints';
-import { DatasetCatalog } from '../storage/datasets';
+import { DatasetCatalog, datasetLimits, validateDatasetFolder } from '../storage/datasets';
 import { DataLayout } from '../storage/layout';
-import { UploadService, validateDatasetFolder, type UploadValidator } from '../storage/uploads';
+import { UploadService, uploadLimits, type UploadValidator } from '../storage/uploads';
 
 /** How long an Idempotency-Key remembers its job (clients retry within minutes, not days). */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -26,9 +26,6 @@ export interface AppDeps {
   /** Redis key of a job's event stream. */
   eventsKey(jobId: string): string;
   uploads: UploadService;
-  datasetDir(name: string): string;
-  checkpointDir(name: string): string;
-  tmpDir: string;
   checkpoints: CheckpointCatalog;
   datasets: DatasetCatalog;
   health: { redis(): Promise<void>; volume(): Promise<void> };
@@ -50,7 +47,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
   const store = new JobStore(redis, config.QUEUE_NAME, config.JOB_RETENTION_SECONDS);
   const queue = new JobQueue({ queueName: config.QUEUE_NAME, connection: createRedis(config.REDIS_URL, { forWorker: true }), attempts: config.JOB_ATTEMPTS, backoffMs: config.RETRY_BACKOFF_MS });
   const checkpoints = new CheckpointCatalog(layout);
-  const datasets = new DatasetCatalog(layout);
+  const datasets = new DatasetCatalog(layout, datasetLimits(config));
   const storage = preflightStorage(checkpoints, datasets);
   const jobs = new JobService({ store, queue, storage, logger, queueName: config.QUEUE_NAME, idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS }, layout, planner: makePlanner(checkpoints) });
 
@@ -63,14 +60,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
       jobs,
       blockingRedis: () => redis.duplicate(),
       eventsKey: (jobId) => store.events.key(jobId),
-      uploads: new UploadService(layout, {
-        maxTotalBytes: config.ARCHIVE_MAX_TOTAL_BYTES,
-        maxEntries: config.ARCHIVE_MAX_ENTRIES,
-        maxEntryBytes: config.ARCHIVE_MAX_ENTRY_BYTES,
-      }, inProcessValidator()),
-      datasetDir: (name) => layout.datasetDir(name, '/name'),
-      checkpointDir: (name) => layout.checkpointDir(name, '/name'),
-      tmpDir: layout.tmpDir,
+      uploads: new UploadService({ layout, limits: uploadLimits(config), validator: inProcessValidator(), datasets, checkpoints }),
       checkpoints,
       datasets,
       health: {
@@ -142,7 +132,7 @@ export function makePlanner(checkpoints: CheckpointCatalog): Planner {
 /** TEMPORARY (replaced by the untrusted-work pool): validates uploads on the API's own thread. */
 function inProcessValidator(): UploadValidator {
   return {
-    dataset: (root, name) => validateDatasetFolder(new DataLayout(root), name),
+    dataset: (root, name, limits) => validateDatasetFolder(root, name, limits),
     async checkpoint(dataDir, name, dir, uploadId) {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       await (require('../../workers/engine/cpu') as typeof import('../../workers/engine/cpu')).ensureCpuBackend();

@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Multipart } from '@fastify/multipart';
-import sharp from 'sharp';
+import type { Config } from '../config';
 import { ConflictError, GraftError, UnprocessableError, ValidationError } from '../errors';
-import { detectArchiveType, extractArchive, type ArchiveLimits } from './archive';
-import { CheckpointCatalog, type CheckpointDescription } from './checkpoints';
-import { DatasetCatalog, inspectIdx, locateDataset, type DatasetDescription } from './datasets';
-import { DataLayout, renameNoReplace } from './layout';
+import { archiveLimits, detectArchiveType, extractArchive, type ArchiveLimits } from './archive';
+import type { CheckpointCatalog, CheckpointDescription } from './checkpoints';
+import { datasetLimits, describeDatasetFolder, type DatasetCatalog, type DatasetDescription, type DatasetLimits } from './datasets';
+import { renameNoReplace, type DataLayout } from './layout';
 import { assertValidName } from './names';
 
 /**
@@ -17,21 +18,64 @@ import { assertValidName } from './names';
  * archive rule enforced (archive.ts), validated as a whole, and only then renamed into place in
  * one step. A failure at any point deletes the staging folder: nothing half-written is visible,
  * and a name taken meanwhile (a concurrent upload) is a 409.
+ *
+ * Every resource an upload uses is budgeted: uploads at once per process (429), bytes and files
+ * per request (413), and the free space it must leave on the volume (507), checked before the
+ * body is read and again once its size is known.
  */
-const MAX_PARTS = 256;
-const DECODE_CONCURRENCY = 4;
+
 /** Plain file names for the files of a multipart checkpoint upload. */
 const CHECKPOINT_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** What a client refused for lack of an upload slot is told to wait: uploads take seconds, not minutes. */
+const RETRY_AFTER_SECONDS = 5;
 
 /**
  * The untrusted part of an upload: decoding user files and loading a user network. The API runs
  * it in its bounded pool (src/api/untrusted-pool.ts), never on its own event loop.
  */
 export interface UploadValidator {
-  /** Every file of the dataset staged at `<stagingRoot>/datasets/<name>` must be readable as the job will read it. */
-  dataset(stagingRoot: string, name: string): Promise<void>;
+  /** Every file of the dataset staged at `<stagingRoot>/datasets/<name>` must be readable as the job will read it (validateDatasetFolder). */
+  dataset(stagingRoot: string, name: string, limits: DatasetLimits): Promise<void>;
   /** Verifies the checkpoint files in `stagedDir` and installs them as checkpoint `name` of DATA_DIR `dataDir`. */
   checkpoint(dataDir: string, name: string, stagedDir: string, uploadId: string): Promise<void>;
+}
+
+export interface UploadLimits {
+  archive: ArchiveLimits;
+  dataset: DatasetLimits;
+  /** All parts of one request together. */
+  maxRequestBytes: number;
+  /** File parts of one request. */
+  maxFiles: number;
+  /** Uploads one process receives at once. */
+  maxConcurrent: number;
+  /** Free bytes an upload must leave on the volume. */
+  diskFreeFloorBytes: number;
+}
+
+export type UploadConfig = Pick<
+  Config,
+  | 'ARCHIVE_MAX_TOTAL_BYTES' | 'ARCHIVE_MAX_ENTRIES' | 'ARCHIVE_MAX_ENTRY_BYTES' | 'DATASET_MAX_BYTES' | 'IMAGE_MAX_PIXELS' | 'IMAGE_MAX_DIMENSION'
+  | 'UPLOAD_MAX_REQUEST_BYTES' | 'UPLOAD_MAX_FILES' | 'UPLOADS_MAX_CONCURRENT' | 'DISK_FREE_FLOOR_BYTES'
+>;
+
+export function uploadLimits(config: UploadConfig): UploadLimits {
+  return {
+    archive: archiveLimits(config),
+    dataset: datasetLimits(config),
+    maxRequestBytes: config.UPLOAD_MAX_REQUEST_BYTES,
+    maxFiles: config.UPLOAD_MAX_FILES,
+    maxConcurrent: config.UPLOADS_MAX_CONCURRENT,
+    diskFreeFloorBytes: config.DISK_FREE_FLOOR_BYTES,
+  };
+}
+
+/** 429 with the seconds to wait, which the route sends as Retry-After. */
+export class TooManyUploadsError extends GraftError {
+  readonly retryAfterSeconds = RETRY_AFTER_SECONDS;
+  constructor(max: number) {
+    super('too_many_uploads', `This server receives at most ${max} uploads at once (UPLOADS_MAX_CONCURRENT); retry in ${RETRY_AFTER_SECONDS} s.`, { statusCode: 429 });
+  }
 }
 
 interface ReceivedFile {
@@ -39,24 +83,101 @@ interface ReceivedFile {
   path: string;
 }
 
+export interface UploadServiceOptions {
+  layout: DataLayout;
+  limits: UploadLimits;
+  validator: UploadValidator;
+  datasets: DatasetCatalog;
+  checkpoints: CheckpointCatalog;
+}
+
 export class UploadService {
-  constructor(
-    private readonly layout: DataLayout,
-    /** Unpacking limits; the upload size itself is enforced by the multipart parser (app.ts). */
-    private readonly limits: ArchiveLimits,
-    private readonly validator: UploadValidator,
-  ) {}
+  private readonly layout: DataLayout;
+  private readonly limits: UploadLimits;
+  private readonly validator: UploadValidator;
+  private readonly datasets: DatasetCatalog;
+  private readonly checkpoints: CheckpointCatalog;
+  private inFlight = 0;
+
+  constructor(opts: UploadServiceOptions) {
+    ({ layout: this.layout, limits: this.limits, validator: this.validator, datasets: this.datasets, checkpoints: this.checkpoints } = opts);
+  }
+
+  /**
+   * Admits an upload before its body is read: a free slot (429), a declared size within the
+   * request budget (413) and room on the volume for it (507). The caller must call `release`.
+   */
+  async admit(contentLength: number | null): Promise<{ release(): void }> {
+    if (this.inFlight >= this.limits.maxConcurrent) throw new TooManyUploadsError(this.limits.maxConcurrent);
+    this.inFlight++;
+    let released = false;
+    const ticket = { release: () => { if (!released) { released = true; this.inFlight--; } } };
+    try {
+      if (contentLength !== null && contentLength > this.limits.maxRequestBytes) throw requestTooLarge(this.limits.maxRequestBytes);
+      await this.ensureRoom(contentLength ?? 0);
+      return ticket;
+    } catch (err) {
+      ticket.release();
+      throw err;
+    }
+  }
+
+  async uploadDataset(parts: AsyncIterableIterator<Multipart>): Promise<DatasetDescription> {
+    return this.withStaging('upload-dataset', async (staging) => {
+      const { name, files } = await this.receive(parts, staging);
+      if (files.length !== 1) throw new ValidationError('too_many_files', 'Upload a dataset as exactly one .zip or .tar.gz file.', '/file');
+      if (await this.datasets.exists(name)) throw new ConflictError('dataset_exists', `A dataset named "${name}" already exists.`, '/name');
+      // Unpack as <staging>/datasets/<name>, a DATA_DIR-shaped folder the validator can be handed.
+      const root = path.join(staging, 'datasets', name);
+      await this.unpack(files[0].path, root);
+      await this.ensureRoom(0);
+      await this.validator.dataset(staging, name, this.limits.dataset);
+      const description = await describeDatasetFolder(root, name, this.limits.dataset);
+      await renameNoReplace(root, this.layout.datasetDir(name, '/name'), 'dataset');
+      // Described once, here: listing it and submitting jobs on it read the stored description.
+      await this.datasets.remember(description);
+      return description;
+    });
+  }
+
+  async uploadCheckpoint(parts: AsyncIterableIterator<Multipart>): Promise<CheckpointDescription> {
+    return this.withStaging('upload-checkpoint', async (staging) => {
+      const { name, files } = await this.receive(parts, staging);
+      if (await this.checkpoints.exists(name)) throw new ConflictError('checkpoint_exists', `A checkpoint named "${name}" already exists.`, '/name');
+      const dir = path.join(staging, 'checkpoint');
+      if (files.length === 1 && (await detectArchiveType(files[0].path))) {
+        await this.unpack(files[0].path, dir);
+      } else {
+        // model.json and its weight files as separate parts, named by their file names.
+        await fs.mkdir(dir);
+        const seen = new Set<string>();
+        for (const f of files) {
+          if (!CHECKPOINT_FILE.test(f.filename) || seen.has(f.filename)) {
+            throw new ValidationError('invalid_file_name', `${JSON.stringify(f.filename)} is not a valid checkpoint file name (plain names such as model.json or group1-shard1of1.bin, each once).`, '/file');
+          }
+          seen.add(f.filename);
+          await fs.rename(f.path, path.join(dir, f.filename));
+        }
+      }
+      // The checkpoint is written once more (with its manifest) when installed.
+      await this.ensureRoom(await folderBytes(dir));
+      await this.validator.checkpoint(this.layout.root, name, dir, `upload-${randomUUID()}`);
+      return this.checkpoints.describe(name);
+    });
+  }
 
   /** Streams every part of a multipart request into `staging`; returns the `name` field and the files. */
   private async receive(parts: AsyncIterableIterator<Multipart>, staging: string): Promise<{ name: string; files: ReceivedFile[] }> {
     let name: string | undefined;
     const files: ReceivedFile[] = [];
-    let count = 0;
+    const counter = new RequestBytes(this.limits.maxRequestBytes);
     for await (const part of parts) {
-      if (++count > MAX_PARTS) throw new ValidationError('too_many_parts', `An upload has at most ${MAX_PARTS} parts.`, null);
       if (part.type === 'file') {
+        if (files.length >= this.limits.maxFiles) {
+          throw new GraftError('upload_too_large', `An upload has at most ${this.limits.maxFiles} files (UPLOAD_MAX_FILES).`, { statusCode: 413 });
+        }
         const dest = path.join(staging, `part-${files.length}`);
-        await pipeline(part.file, createWriteStream(dest, { flags: 'wx' }));
+        await pipeline(part.file, counter.stream(), createWriteStream(dest, { flags: 'wx' }));
         files.push({ filename: part.filename, path: dest });
       } else if (part.fieldname === 'name') {
         name = String(part.value);
@@ -67,6 +188,8 @@ export class UploadService {
     if (name === undefined) throw new ValidationError('missing_field', 'The form field `name` is required.', '/name');
     assertValidName(name, '/name');
     if (files.length === 0) throw new ValidationError('missing_file', 'Attach the data as a file part (a .zip or .tar.gz archive).', '/file');
+    // Unpacking writes at least as much again as the archives hold.
+    await this.ensureRoom(counter.total);
     return { name, files };
   }
 
@@ -85,7 +208,7 @@ export class UploadService {
     }
     await fs.mkdir(dest, { recursive: true });
     try {
-      await extractArchive(archive, dest, this.limits);
+      await extractArchive(archive, dest, this.limits.archive);
     } catch (err) {
       // Point the client at the part to fix: the uploaded file.
       if (err instanceof GraftError && err.param === null) throw new GraftError(err.code, err.message, { param: '/file', statusCode: err.statusCode });
@@ -95,45 +218,43 @@ export class UploadService {
     await unwrapSingleFolder(dest);
   }
 
-  async uploadDataset(parts: AsyncIterableIterator<Multipart>): Promise<DatasetDescription> {
-    return this.withStaging('upload-dataset', async (staging) => {
-      const { name, files } = await this.receive(parts, staging);
-      if (files.length !== 1) throw new ValidationError('too_many_files', 'Upload a dataset as exactly one .zip or .tar.gz file.', '/file');
-      if (await new DatasetCatalog(this.layout).exists(name)) throw new ConflictError('dataset_exists', `A dataset named "${name}" already exists.`, '/name');
-      // Unpack as <staging>/datasets/<name>, so the catalog can describe it before it goes live.
-      const root = path.join(staging, 'datasets', name);
-      await this.unpack(files[0].path, root);
-      const stagedLayout = new DataLayout(staging);
-      await this.validator.dataset(staging, name);
-      const description = await new DatasetCatalog(stagedLayout).describe(name);
-      await renameNoReplace(root, this.layout.datasetDir(name, '/name'), 'dataset');
-      return description;
-    });
+  /** 507 unless writing `bytes` more would still leave DISK_FREE_FLOOR_BYTES free on the volume. */
+  private async ensureRoom(bytes: number): Promise<void> {
+    const stats = await fs.statfs(this.layout.root);
+    const free = stats.bavail * stats.bsize;
+    if (free - bytes < this.limits.diskFreeFloorBytes) {
+      throw new GraftError(
+        'insufficient_storage',
+        `The data volume has ${free} bytes free; this upload${bytes > 0 ? ` (${bytes} bytes)` : ''} would leave less than the ${this.limits.diskFreeFloorBytes} bytes it must keep free (DISK_FREE_FLOOR_BYTES). Delete unused datasets or checkpoints, or try later.`,
+        { statusCode: 507 },
+      );
+    }
   }
+}
 
-  async uploadCheckpoint(parts: AsyncIterableIterator<Multipart>): Promise<CheckpointDescription> {
-    return this.withStaging('upload-checkpoint', async (staging) => {
-      const { name, files } = await this.receive(parts, staging);
-      if (await new CheckpointCatalog(this.layout).exists(name)) throw new ConflictError('checkpoint_exists', `A checkpoint named "${name}" already exists.`, '/name');
-      const dir = path.join(staging, 'checkpoint');
-      if (files.length === 1 && (await detectArchiveType(files[0].path))) {
-        await this.unpack(files[0].path, dir);
-      } else {
-        // model.json and its weight files as separate parts, named by their file names.
-        await fs.mkdir(dir);
-        const seen = new Set<string>();
-        for (const f of files) {
-          if (!CHECKPOINT_FILE.test(f.filename) || seen.has(f.filename)) {
-            throw new ValidationError('invalid_file_name', `${JSON.stringify(f.filename)} is not a valid checkpoint file name (plain names such as model.json or group1-shard1of1.bin, each once).`, '/file');
-          }
-          seen.add(f.filename);
-          await fs.rename(f.path, path.join(dir, f.filename));
-        }
-      }
-      await this.validator.checkpoint(this.layout.root, name, dir, `upload-${randomUUID()}`);
-      return new CheckpointCatalog(this.layout).describe(name);
+function requestTooLarge(max: number): GraftError {
+  return new GraftError('upload_too_large', `An upload request may hold at most ${max} bytes (UPLOAD_MAX_REQUEST_BYTES).`, { statusCode: 413 });
+}
+
+/** Counts the bytes of all file parts of one request and stops the request past the budget. */
+class RequestBytes {
+  total = 0;
+  constructor(private readonly max: number) {}
+
+  stream(): Transform {
+    return new Transform({
+      transform: (chunk: Buffer, _encoding, done) => {
+        this.total += chunk.length;
+        done(this.total > this.max ? requestTooLarge(this.max) : null, chunk);
+      },
     });
   }
+}
+
+async function folderBytes(dir: string): Promise<number> {
+  const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
+  const sizes = await Promise.all(entries.filter((e) => e.isFile()).map((e) => fs.stat(path.join(e.parentPath, e.name)).then((s) => s.size)));
+  return sizes.reduce((a, b) => a + b, 0);
 }
 
 /** An archive of a folder usually holds that folder: use its content as the root. */
@@ -145,30 +266,4 @@ async function unwrapSingleFolder(dir: string): Promise<void> {
   await fs.rename(inner, moved);
   await fs.rm(dir, { recursive: true });
   await fs.rename(moved, dir);
-}
-
-/**
- * Everything a training job will read must be readable now: IDX headers and sizes (and labels),
- * or every image of an image folder fully decoded.
- */
-export async function validateDatasetFolder(layout: DataLayout, name: string): Promise<void> {
-  const files = await locateDataset(layout, name);
-  const dir = files.dir;
-  if (files.format === 'idx') {
-    await inspectIdx(files);
-    return;
-  }
-  const all = [...files.train.flat(), ...(files.test ?? []).flat()];
-  let next = 0;
-  const worker = async () => {
-    while (next < all.length) {
-      const rel = all[next++];
-      try {
-        await sharp(path.join(dir, rel), { failOn: 'error' }).raw().toBuffer();
-      } catch (err) {
-        throw new UnprocessableError('dataset_invalid', `Dataset "${name}": ${rel} cannot be decoded as an image (${(err as Error).message}).`, '/file');
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: DECODE_CONCURRENCY }, worker));
 }
