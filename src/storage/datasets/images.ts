@@ -12,8 +12,10 @@ export class ImageTooLargeError extends Error {}
 
 /** An image opened under the budgets; `meta` is its header, already checked. */
 async function openImage(file: string, limits: DatasetLimits, opts: sharp.SharpOptions = {}): Promise<{ image: sharp.Sharp; meta: sharp.Metadata }> {
+  // The header alone (no pixels) says the size, so the budgets below can name what was exceeded;
+  // sharp's own limit, on the decoding instance, backs them up.
+  const meta = await sharp(file, { limitInputPixels: false }).metadata();
   const image = sharp(file, { ...opts, limitInputPixels: limits.imageMaxPixels });
-  const meta = await image.metadata();
   const { width, height } = meta;
   if (width > limits.imageMaxDimension || height > limits.imageMaxDimension) {
     throw new ImageTooLargeError(`it is ${width}x${height} pixels; images may be at most ${limits.imageMaxDimension} pixels wide and high (IMAGE_MAX_DIMENSION)`);
