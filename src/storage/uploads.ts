@@ -122,9 +122,10 @@ export class UploadService {
     }
   }
 
-  async uploadDataset(parts: AsyncIterableIterator<Multipart>): Promise<DatasetDescription> {
+  /** `signal` aborts the upload (the client went away): the staging folder is deleted at once. */
+  async uploadDataset(parts: AsyncIterableIterator<Multipart>, signal?: AbortSignal): Promise<DatasetDescription> {
     return this.withStaging('upload-dataset', async (staging) => {
-      const { name, files } = await this.receive(parts, staging);
+      const { name, files } = await this.receive(parts, staging, signal);
       if (files.length !== 1) throw new ValidationError('too_many_files', 'Upload a dataset as exactly one .zip or .tar.gz file.', '/file');
       if (await this.datasets.exists(name)) throw new ConflictError('dataset_exists', `A dataset named "${name}" already exists.`, '/name');
       // Unpack as <staging>/datasets/<name>, a DATA_DIR-shaped folder the validator can be handed.
@@ -140,9 +141,9 @@ export class UploadService {
     });
   }
 
-  async uploadCheckpoint(parts: AsyncIterableIterator<Multipart>): Promise<CheckpointDescription> {
+  async uploadCheckpoint(parts: AsyncIterableIterator<Multipart>, signal?: AbortSignal): Promise<CheckpointDescription> {
     return this.withStaging('upload-checkpoint', async (staging) => {
-      const { name, files } = await this.receive(parts, staging);
+      const { name, files } = await this.receive(parts, staging, signal);
       if (await this.checkpoints.exists(name)) throw new ConflictError('checkpoint_exists', `A checkpoint named "${name}" already exists.`, '/name');
       const dir = path.join(staging, 'checkpoint');
       if (files.length === 1 && (await detectArchiveType(files[0].path))) {
@@ -167,17 +168,17 @@ export class UploadService {
   }
 
   /** Streams every part of a multipart request into `staging`; returns the `name` field and the files. */
-  private async receive(parts: AsyncIterableIterator<Multipart>, staging: string): Promise<{ name: string; files: ReceivedFile[] }> {
+  private async receive(parts: AsyncIterableIterator<Multipart>, staging: string, signal?: AbortSignal): Promise<{ name: string; files: ReceivedFile[] }> {
     let name: string | undefined;
     const files: ReceivedFile[] = [];
     const counter = new RequestBytes(this.limits.maxRequestBytes);
-    for await (const part of parts) {
+    for await (const part of abortable(parts, signal)) {
       if (part.type === 'file') {
         if (files.length >= this.limits.maxFiles) {
           throw new GraftError('upload_too_large', `An upload has at most ${this.limits.maxFiles} files (UPLOAD_MAX_FILES).`, { statusCode: 413 });
         }
         const dest = path.join(staging, `part-${files.length}`);
-        await pipeline(part.file, counter.stream(), createWriteStream(dest, { flags: 'wx' }));
+        await pipeline(part.file, counter.stream(), createWriteStream(dest, { flags: 'wx' }), { signal });
         files.push({ filename: part.filename, path: dest });
       } else if (part.fieldname === 'name') {
         name = String(part.value);
@@ -248,6 +249,29 @@ class RequestBytes {
         done(this.total > this.max ? requestTooLarge(this.max) : null, chunk);
       },
     });
+  }
+}
+
+/**
+ * `parts`, ending with the signal's reason as soon as it aborts: a parser waiting for bytes from
+ * a client that has gone away would otherwise hold its upload slot forever.
+ */
+async function* abortable<T>(parts: AsyncIterator<T>, signal?: AbortSignal): AsyncGenerator<T> {
+  if (!signal) {
+    for (let r = await parts.next(); !r.done; r = await parts.next()) yield r.value;
+    return;
+  }
+  let onAbort: () => void = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  aborted.catch(() => {}); // rejected only when raced below
+  try {
+    for (let r = await Promise.race([parts.next(), aborted]); !r.done; r = await Promise.race([parts.next(), aborted])) yield r.value;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
   }
 }
 

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ValidationError } from '../../errors';
 import { TooManyUploadsError } from '../../storage/uploads';
 import { CheckpointDescriptionSchema } from '../schemas/checkpoints';
 import { DatasetDescriptionSchema } from '../schemas/datasets';
@@ -8,16 +9,25 @@ import type { AppDeps } from '../services';
 
 /** Uploads of datasets and checkpoints (multipart). Download and delete live with each resource. */
 export const uploadRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
-  /** Runs `upload` in an upload slot: 429 (with Retry-After), 413 or 507 before the body is read. */
-  const admitted = async <T>(request: FastifyRequest, reply: FastifyReply, upload: () => Promise<T>): Promise<T> => {
+  /**
+   * Runs `upload` in an upload slot: 429 (with Retry-After), 413 or 507 before the body is read.
+   * A client that goes away mid-upload aborts it, so its slot and staging folder are freed at once.
+   */
+  const admitted = async <T>(request: FastifyRequest, reply: FastifyReply, upload: (signal: AbortSignal) => Promise<T>): Promise<T> => {
     const declared = Number(request.headers['content-length']);
     const ticket = await deps.uploads.admit(Number.isFinite(declared) ? declared : null).catch((err: unknown) => {
       if (err instanceof TooManyUploadsError) reply.header('retry-after', String(err.retryAfterSeconds));
       throw err;
     });
+    const abort = new AbortController();
+    const onClose = () => {
+      if (!request.raw.complete) abort.abort(new ValidationError('upload_aborted', 'The client closed the connection before the upload was complete.'));
+    };
+    request.raw.on('close', onClose);
     try {
-      return await upload();
+      return await upload(abort.signal);
     } finally {
+      request.raw.off('close', onClose);
       ticket.release();
     }
   };
@@ -34,7 +44,7 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
         response: { 201: DatasetDescriptionSchema, ...errorResponses(400, 409, 413, 415, 422, 429, 507) },
       },
     },
-    async (request, reply) => reply.status(201).send(await admitted(request, reply, () => deps.uploads.uploadDataset(request.parts()))),
+    async (request, reply) => reply.status(201).send(await admitted(request, reply, (signal) => deps.uploads.uploadDataset(request.parts(), signal))),
   );
 
   app.post(
@@ -49,6 +59,6 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
         response: { 201: CheckpointDescriptionSchema, ...errorResponses(400, 409, 413, 415, 422, 429, 507) },
       },
     },
-    async (request, reply) => reply.status(201).send(await admitted(request, reply, () => deps.uploads.uploadCheckpoint(request.parts()))),
+    async (request, reply) => reply.status(201).send(await admitted(request, reply, (signal) => deps.uploads.uploadCheckpoint(request.parts(), signal))),
   );
 };
