@@ -1,3 +1,4 @@
+import buffer from 'node:buffer';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -85,9 +86,10 @@ export function parseIdxHeader(bytes: Uint8Array, file = 'IDX data'): IdxHeader 
   return { dims, headerBytes };
 }
 
-/** Parses a whole IDX file's bytes, raw or gzip-compressed. */
-export async function parseIdx(bytes: Uint8Array, file = 'IDX data'): Promise<IdxArray> {
-  const raw = isGzip(bytes) ? await gunzipOrExplain(bytes, file) : bytes;
+/** Parses a whole IDX file's bytes, raw or gzip-compressed, inflating at most `maxBytes`. */
+export async function parseIdx(bytes: Uint8Array, file = 'IDX data', maxBytes = Number.MAX_SAFE_INTEGER): Promise<IdxArray> {
+  const raw = isGzip(bytes) ? await gunzipOrExplain(bytes, file, maxBytes) : bytes;
+  if (raw.length > maxBytes) throw tooLarge(file, `it holds ${raw.length} bytes`, maxBytes);
   const header = parseIdxHeader(raw, file);
   checkDataSize(header, raw.length, file);
   return { dims: header.dims, data: raw.subarray(header.headerBytes) };
@@ -102,10 +104,11 @@ function checkDataSize(header: IdxHeader, totalBytes: number, file: string): voi
   }
 }
 
-async function gunzipOrExplain(bytes: Uint8Array, file: string): Promise<Buffer> {
+async function gunzipOrExplain(bytes: Uint8Array, file: string, maxBytes: number): Promise<Buffer> {
   try {
-    return await gunzip(bytes);
+    return await gunzip(bytes, { maxOutputLength: Math.min(maxBytes + 1, buffer.constants.MAX_LENGTH) });
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(file, 'it inflates to more', maxBytes);
     throw gunzipProblem(err, file);
   }
 }
@@ -126,7 +129,7 @@ export async function readIdxFile(file: string, displayName = path.basename(file
   let raw: Buffer;
   try {
     // One byte more than expected is enough to tell "extra bytes follow the data".
-    raw = await gunzip(bytes, { maxOutputLength: expected + 1 });
+    raw = await gunzip(bytes, { maxOutputLength: Math.min(expected + 1, buffer.constants.MAX_LENGTH) });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
       throw idxError('size_mismatch', displayName, `dimensions [${header.dims.join(', ')}] need ${product(header.dims)} data bytes but the file inflates to more (extra bytes follow the data).`);

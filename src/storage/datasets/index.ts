@@ -16,4 +16,3 @@ export { locateDataset, scanDataset } from './scan';
 export { DatasetCatalog, describeDatasetFolder, type DatasetDescription, type DatasetSummary } from './catalog';
 export { validateDatasetFolder } from './validate';
 export { loadDataset, type LoadOptions } from './load';
-export { readImageShape, decodeImage } from './images';
