@@ -1,16 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Multipart } from '@fastify/multipart';
-import type { Config } from '../config';
 import { ConflictError, GraftError, UnprocessableError, ValidationError } from '../errors';
-import { archiveLimits, detectArchiveType, extractArchive, type ArchiveLimits } from './archive';
+import { detectArchiveType, extractArchive } from './archive';
 import type { CheckpointCatalog, CheckpointDescription } from './checkpoints';
-import { datasetLimits, describeDatasetFolder, type DatasetCatalog, type DatasetDescription, type DatasetLimits } from './datasets';
+import { describeDatasetFolder, type DatasetCatalog, type DatasetDescription, type DatasetLimits } from './datasets';
 import { renameNoReplace, type DataLayout } from './layout';
 import { assertValidName } from './names';
+import { UploadBudget, type UploadLimits, type UploadTicket } from './upload-budget';
+
+export { TooManyUploadsError, uploadLimits, type UploadLimits } from './upload-budget';
 
 /**
  * Datasets and checkpoints uploaded over REST, trusted with nothing: each upload is streamed to a
@@ -19,15 +20,11 @@ import { assertValidName } from './names';
  * one step. A failure at any point deletes the staging folder: nothing half-written is visible,
  * and a name taken meanwhile (a concurrent upload) is a 409.
  *
- * Every resource an upload uses is budgeted: uploads at once per process (429), bytes and files
- * per request (413), and the free space it must leave on the volume (507), checked before the
- * body is read and again once its size is known.
+ * Every resource an upload uses is budgeted (upload-budget.ts).
  */
 
 /** Plain file names for the files of a multipart checkpoint upload. */
 const CHECKPOINT_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-/** What a client refused for lack of an upload slot is told to wait: uploads take seconds, not minutes. */
-const RETRY_AFTER_SECONDS = 5;
 
 /**
  * The untrusted part of an upload: decoding user files and loading a user network. The API runs
@@ -38,44 +35,6 @@ export interface UploadValidator {
   dataset(stagingRoot: string, name: string, limits: DatasetLimits): Promise<void>;
   /** Verifies the checkpoint files in `stagedDir` and installs them as checkpoint `name` of DATA_DIR `dataDir`. */
   checkpoint(dataDir: string, name: string, stagedDir: string, uploadId: string): Promise<void>;
-}
-
-export interface UploadLimits {
-  archive: ArchiveLimits;
-  dataset: DatasetLimits;
-  /** All parts of one request together. */
-  maxRequestBytes: number;
-  /** File parts of one request. */
-  maxFiles: number;
-  /** Uploads one process receives at once. */
-  maxConcurrent: number;
-  /** Free bytes an upload must leave on the volume. */
-  diskFreeFloorBytes: number;
-}
-
-export type UploadConfig = Pick<
-  Config,
-  | 'ARCHIVE_MAX_TOTAL_BYTES' | 'ARCHIVE_MAX_ENTRIES' | 'ARCHIVE_MAX_ENTRY_BYTES' | 'DATASET_MAX_BYTES' | 'IMAGE_MAX_PIXELS' | 'IMAGE_MAX_DIMENSION'
-  | 'UPLOAD_MAX_REQUEST_BYTES' | 'UPLOAD_MAX_FILES' | 'UPLOADS_MAX_CONCURRENT' | 'DISK_FREE_FLOOR_BYTES'
->;
-
-export function uploadLimits(config: UploadConfig): UploadLimits {
-  return {
-    archive: archiveLimits(config),
-    dataset: datasetLimits(config),
-    maxRequestBytes: config.UPLOAD_MAX_REQUEST_BYTES,
-    maxFiles: config.UPLOAD_MAX_FILES,
-    maxConcurrent: config.UPLOADS_MAX_CONCURRENT,
-    diskFreeFloorBytes: config.DISK_FREE_FLOOR_BYTES,
-  };
-}
-
-/** 429 with the seconds to wait, which the route sends as Retry-After. */
-export class TooManyUploadsError extends GraftError {
-  readonly retryAfterSeconds = RETRY_AFTER_SECONDS;
-  constructor(max: number) {
-    super('too_many_uploads', `This server receives at most ${max} uploads at once (UPLOADS_MAX_CONCURRENT); retry in ${RETRY_AFTER_SECONDS} s.`, { statusCode: 429 });
-  }
 }
 
 interface ReceivedFile {
@@ -97,29 +56,17 @@ export class UploadService {
   private readonly validator: UploadValidator;
   private readonly datasets: DatasetCatalog;
   private readonly checkpoints: CheckpointCatalog;
-  private inFlight = 0;
+  /** Slots, request bytes and free space: shared by every upload of this process. */
+  readonly budget: UploadBudget;
 
   constructor(opts: UploadServiceOptions) {
     ({ layout: this.layout, limits: this.limits, validator: this.validator, datasets: this.datasets, checkpoints: this.checkpoints } = opts);
+    this.budget = new UploadBudget(this.layout.root, this.limits);
   }
 
-  /**
-   * Admits an upload before its body is read: a free slot (429), a declared size within the
-   * request budget (413) and room on the volume for it (507). The caller must call `release`.
-   */
-  async admit(contentLength: number | null): Promise<{ release(): void }> {
-    if (this.inFlight >= this.limits.maxConcurrent) throw new TooManyUploadsError(this.limits.maxConcurrent);
-    this.inFlight++;
-    let released = false;
-    const ticket = { release: () => { if (!released) { released = true; this.inFlight--; } } };
-    try {
-      if (contentLength !== null && contentLength > this.limits.maxRequestBytes) throw requestTooLarge(this.limits.maxRequestBytes);
-      await this.ensureRoom(contentLength ?? 0);
-      return ticket;
-    } catch (err) {
-      ticket.release();
-      throw err;
-    }
+  /** See UploadBudget.admit. */
+  admit(contentLength: number | null): Promise<UploadTicket> {
+    return this.budget.admit(contentLength);
   }
 
   /** `signal` aborts the upload (the client went away): the staging folder is deleted at once. */
@@ -131,7 +78,7 @@ export class UploadService {
       // Unpack as <staging>/datasets/<name>, a DATA_DIR-shaped folder the validator can be handed.
       const root = path.join(staging, 'datasets', name);
       await this.unpack(files[0].path, root);
-      await this.ensureRoom(0);
+      await this.budget.ensureRoom(0);
       await this.validator.dataset(staging, name, this.limits.dataset);
       const description = await describeDatasetFolder(root, name, this.limits.dataset);
       await renameNoReplace(root, this.layout.datasetDir(name, '/name'), 'dataset');
@@ -161,7 +108,7 @@ export class UploadService {
         }
       }
       // The checkpoint is written once more (with its manifest) when installed.
-      await this.ensureRoom(await folderBytes(dir));
+      await this.budget.ensureRoom(await folderBytes(dir));
       await this.validator.checkpoint(this.layout.root, name, dir, `upload-${randomUUID()}`);
       return this.checkpoints.describe(name);
     });
@@ -171,7 +118,7 @@ export class UploadService {
   private async receive(parts: AsyncIterableIterator<Multipart>, staging: string, signal?: AbortSignal): Promise<{ name: string; files: ReceivedFile[] }> {
     let name: string | undefined;
     const files: ReceivedFile[] = [];
-    const counter = new RequestBytes(this.limits.maxRequestBytes);
+    const counter = this.budget.requestCounter();
     for await (const part of abortable(parts, signal)) {
       if (part.type === 'file') {
         if (files.length >= this.limits.maxFiles) {
@@ -190,7 +137,7 @@ export class UploadService {
     assertValidName(name, '/name');
     if (files.length === 0) throw new ValidationError('missing_file', 'Attach the data as a file part (a .zip or .tar.gz archive).', '/file');
     // Unpacking writes at least as much again as the archives hold.
-    await this.ensureRoom(counter.total);
+    await this.budget.ensureRoom(counter.total);
     return { name, files };
   }
 
@@ -219,37 +166,6 @@ export class UploadService {
     await unwrapSingleFolder(dest);
   }
 
-  /** 507 unless writing `bytes` more would still leave DISK_FREE_FLOOR_BYTES free on the volume. */
-  private async ensureRoom(bytes: number): Promise<void> {
-    const stats = await fs.statfs(this.layout.root);
-    const free = stats.bavail * stats.bsize;
-    if (free - bytes < this.limits.diskFreeFloorBytes) {
-      throw new GraftError(
-        'insufficient_storage',
-        `The data volume has ${free} bytes free; this upload${bytes > 0 ? ` (${bytes} bytes)` : ''} would leave less than the ${this.limits.diskFreeFloorBytes} bytes it must keep free (DISK_FREE_FLOOR_BYTES). Delete unused datasets or checkpoints, or try later.`,
-        { statusCode: 507 },
-      );
-    }
-  }
-}
-
-function requestTooLarge(max: number): GraftError {
-  return new GraftError('upload_too_large', `An upload request may hold at most ${max} bytes (UPLOAD_MAX_REQUEST_BYTES).`, { statusCode: 413 });
-}
-
-/** Counts the bytes of all file parts of one request and stops the request past the budget. */
-class RequestBytes {
-  total = 0;
-  constructor(private readonly max: number) {}
-
-  stream(): Transform {
-    return new Transform({
-      transform: (chunk: Buffer, _encoding, done) => {
-        this.total += chunk.length;
-        done(this.total > this.max ? requestTooLarge(this.max) : null, chunk);
-      },
-    });
-  }
 }
 
 /**
