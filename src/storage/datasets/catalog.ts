@@ -133,13 +133,12 @@ function notFound(name: string): NotFoundError {
  * described by its error, which is stored like a description; other failures are thrown.
  */
 async function describeFolder(dir: string, name: string, limits: DatasetLimits): Promise<StoredDescription> {
-  const folder = await folderInfo(dir);
   try {
-    const files = await scanDataset(dir, name);
-    return { folder, content: await formatOf(files).describe(files, limits) };
+    const { name: _name, sizeBytes, createdAt, ...content } = await describeDatasetFolder(dir, name, limits);
+    return { folder: { sizeBytes, createdAt }, content };
   } catch (err) {
     if (!(isGraftError(err) && err.statusCode === 422)) throw err;
-    return { folder, error: err.toJSON() };
+    return { folder: await folderInfo(dir), error: err.toJSON() };
   }
 }
 
