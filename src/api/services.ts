@@ -10,9 +10,9 @@ import type { Redis } from 'ioredis';
 import { createRedis } from '../redis';
 import type { DatasetInfo, PreflightStorage, SourceInfo } from '../spec/preflight';
 import { CheckpointCatalog } from '../storage/checkpoints';
-import { DatasetCatalog } from '../storage/datasets';
+import { DatasetCatalog, datasetLimits } from '../storage/datasets';
 import { DataLayout } from '../storage/layout';
-import { UploadService, type UploadValidator } from '../storage/uploads';
+import { UploadService, uploadLimits, type UploadValidator } from '../storage/uploads';
 import { FileMemo } from './file-memo';
 import { PlanCache } from './plan-cache';
 import { UntrustedPool } from './untrusted-pool';
@@ -28,9 +28,6 @@ export interface AppDeps {
   /** Redis key of a job's event stream. */
   eventsKey(jobId: string): string;
   uploads: UploadService;
-  datasetDir(name: string): string;
-  checkpointDir(name: string): string;
-  tmpDir: string;
   checkpoints: CheckpointCatalog;
   datasets: DatasetCatalog;
   health: { redis(): Promise<void>; volume(): Promise<void> };
@@ -58,7 +55,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
   const store = new JobStore(redis, config.QUEUE_NAME, config.JOB_RETENTION_SECONDS);
   const queue = new JobQueue({ queueName: config.QUEUE_NAME, connection: createRedis(config.REDIS_URL, { forWorker: true }), attempts: config.JOB_ATTEMPTS, backoffMs: config.RETRY_BACKOFF_MS });
   const checkpoints = new CheckpointCatalog(layout);
-  const datasets = new DatasetCatalog(layout);
+  const datasets = new DatasetCatalog(layout, datasetLimits(config));
   const storage = preflightStorage(layout, checkpoints, datasets);
   const pool = new UntrustedPool({
     threads: config.POOL_THREADS,
@@ -90,14 +87,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       jobs,
       blockingRedis: () => redis.duplicate(),
       eventsKey: (jobId) => store.events.key(jobId),
-      uploads: new UploadService(layout, {
-        maxTotalBytes: config.ARCHIVE_MAX_TOTAL_BYTES,
-        maxEntries: config.ARCHIVE_MAX_ENTRIES,
-        maxEntryBytes: config.ARCHIVE_MAX_ENTRY_BYTES,
-      }, poolValidator(pool)),
-      datasetDir: (name) => layout.datasetDir(name, '/name'),
-      checkpointDir: (name) => layout.checkpointDir(name, '/name'),
-      tmpDir: layout.tmpDir,
+      uploads: new UploadService({ layout, limits: uploadLimits(config), validator: poolValidator(pool), datasets, checkpoints }),
       checkpoints,
       datasets,
       health: {
@@ -169,8 +159,8 @@ export function poolPlanner(pool: UntrustedPool, cache: PlanCache, config: Pick<
 /** Upload verification (decoding every image, loading the network) runs in the pool too. */
 function poolValidator(pool: UntrustedPool): UploadValidator {
   return {
-    dataset: async (stagingRoot, name) => {
-      await pool.run('validateDataset', { stagingRoot, name });
+    dataset: async (stagingRoot, name, limits) => {
+      await pool.run('validateDataset', { stagingRoot, name, limits });
     },
     checkpoint: async (dataDir, name, stagedDir, uploadId) => {
       await pool.run('importCheckpoint', { dataDir, name, stagedDir, uploadId });
