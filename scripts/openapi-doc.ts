@@ -1,5 +1,6 @@
 import { buildApp } from '../src/api/app';
 import type { AppDeps } from '../src/api/services';
+import { loadConfig } from '../src/config';
 
 /**
  * The OpenAPI document comes from the route schemas alone, so it can be generated without Redis
@@ -7,7 +8,7 @@ import type { AppDeps } from '../src/api/services';
  */
 export async function generateOpenApi(): Promise<Record<string, unknown>> {
   const unused = new Proxy({}, { get: () => { throw new Error('not available while generating the OpenAPI document'); } }) as AppDeps;
-  const app = await buildApp({ config: { BODY_LIMIT_BYTES: 1024 * 1024, LOG_LEVEL: 'silent', UPLOAD_MAX_BYTES: 1024 ** 3 }, deps: unused, logger: false });
+  const app = await buildApp({ config: loadConfig({ LOG_LEVEL: 'silent' }), deps: unused, logger: false });
   await app.ready();
   const doc = app.swagger() as unknown as Record<string, unknown>;
   await app.close();

@@ -6,9 +6,9 @@ import { NotFoundError } from '../errors';
 import { JobQueue } from '../jobs/job-queue';
 import { JobService, type Planner } from '../jobs/job-service';
 import { JobStore } from '../jobs/job-store';
-import type { Redis } from 'ioredis';
 import type * as PlanModule from '../../workers/engine/plan';
 import { createRedis } from '../redis';
+import { EventHub } from './event-hub';
 import type { PreflightStorage } from '../spec/preflight';
 import { CheckpointCatalog } from '../storage/checkpoints';
 import { DatasetCatalog } from '../storage/datasets';
@@ -21,8 +21,8 @@ const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 /** What the routes need; tests and server.ts build it with createServices. */
 export interface AppDeps {
   jobs: JobService;
-  /** A fresh connection for one blocking reader (an SSE stream); the caller quits it. */
-  blockingRedis(): Redis;
+  /** The process's one reader of job-event streams, shared by every SSE client. */
+  events: EventHub;
   /** Redis key of a job's event stream. */
   eventsKey(jobId: string): string;
   uploads: UploadService;
@@ -52,7 +52,12 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
   const checkpoints = new CheckpointCatalog(layout);
   const datasets = new DatasetCatalog(layout);
   const storage = preflightStorage(checkpoints, datasets);
-  const jobs = new JobService({ store, queue, storage, logger, queueName: config.QUEUE_NAME, idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS }, layout, planner: makePlanner(checkpoints) });
+  const events = new EventHub({
+    connect: () => createRedis(config.REDIS_URL, { connectionName: eventHubConnectionName(config.QUEUE_NAME) }),
+    control: redis,
+    logger: logger.child({ component: 'event-hub' }),
+  });
+  const jobs = new JobService({ store, queue, storage, logger, preflightLimits: { maxLayers: config.MODEL_MAX_LAYERS }, queueName: config.QUEUE_NAME, idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS }, layout, planner: makePlanner(checkpoints) });
 
   let closing: Promise<void> | null = null;
   return {
@@ -61,7 +66,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
     queue,
     deps: {
       jobs,
-      blockingRedis: () => redis.duplicate(),
+      events,
       eventsKey: (jobId) => store.events.key(jobId),
       uploads: new UploadService(layout, {
         maxTotalBytes: config.ARCHIVE_MAX_TOTAL_BYTES,
@@ -87,6 +92,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
     },
     close() {
       closing ??= (async () => {
+        await events.close();
         await queue.close();
         const conn = queue.queue.opts.connection as { quit?: () => Promise<unknown> } | undefined;
         await Promise.allSettled([redis.quit(), conn?.quit?.()]);
@@ -94,6 +100,11 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
       return closing;
     },
   };
+}
+
+/** Name of the event hub's Redis connection (CLIENT LIST shows one per API process). */
+export function eventHubConnectionName(queueName: string): string {
+  return `graft-${queueName}-events`;
 }
 
 const orNull = async <T>(p: Promise<T>): Promise<T | null> => {

@@ -1,7 +1,8 @@
 import { ConflictError, GraftError, UnprocessableError } from '../errors';
 import { planArchitecture } from './architectures';
 import { checkSpec } from './check';
-import { compileUserRegex } from './regex';
+import { invalidLayerName, isValidLayerName } from './layer-names';
+import { compileUserRegex, type UserRegex } from './regex';
 import { compileLrMultipliers, frozenErrors } from './selection';
 import type { JobSpec } from './schema';
 
@@ -46,11 +47,19 @@ export interface PreflightReport {
 
 const SAMPLE_NAMES = 8;
 
+/** Budgets on what a spec may ask of the API (config: MODEL_MAX_LAYERS). */
+export interface PreflightLimits {
+  /** Most layers a user topology (`model.topology`) may have. */
+  maxLayers: number;
+}
+
+export const DEFAULT_PREFLIGHT_LIMITS: PreflightLimits = { maxLayers: 1000 };
+
 export function defaultHeadName(index: number, type: string): string {
   return `head_${index}_${type}`;
 }
 
-export async function preflight(spec: JobSpec, storage: PreflightStorage): Promise<PreflightReport> {
+export async function preflight(spec: JobSpec, storage: PreflightStorage, limits: PreflightLimits = DEFAULT_PREFLIGHT_LIMITS): Promise<PreflightReport> {
   const errors: GraftError[] = checkSpec(spec);
   const warnings: string[] = [];
   let targetLayers: string[] | null = null;
@@ -67,7 +76,7 @@ export async function preflight(spec: JobSpec, storage: PreflightStorage): Promi
       errors.push(new UnprocessableError('checkpoint_not_found', `There is no checkpoint "${spec.source.checkpoint}"; GET /v1/checkpoints lists them.`, '/source/checkpoint'));
     } else {
       restoreCandidates = selectRestore(spec, source, errors);
-      targetLayers = transferLayers(spec, source, errors);
+      targetLayers = transferLayers(spec, source, errors, limits);
     }
   } else if (spec.type === 'pretrain' && spec.model?.architecture && dataset) {
     const shape = (spec.model.options?.inputShape ?? dataset.inputShape) as [number, number, number] | null;
@@ -80,7 +89,7 @@ export async function preflight(spec: JobSpec, storage: PreflightStorage): Promi
       }
     }
   } else if (spec.type === 'pretrain' && spec.model?.topology) {
-    targetLayers = topologyLayerNames(spec.model.topology as Record<string, unknown>);
+    targetLayers = checkedTopologyLayers(spec.model.topology as Record<string, unknown>, limits, errors);
   }
 
   if (targetLayers) checkLayerSelectors(spec, targetLayers, errors, warnings);
@@ -92,7 +101,7 @@ export async function preflight(spec: JobSpec, storage: PreflightStorage): Promi
 }
 
 function selectRestore(spec: JobSpec, source: SourceInfo, errors: GraftError[]): string[] {
-  let re: RegExp;
+  let re: UserRegex;
   try {
     re = compileUserRegex(spec.source!.restore ?? '.*', '/source/restore');
   } catch {
@@ -108,8 +117,8 @@ function selectRestore(spec: JobSpec, source: SourceInfo, errors: GraftError[]):
   return selected;
 }
 
-function transferLayers(spec: JobSpec, source: SourceInfo, errors: GraftError[]): string[] | null {
-  if (spec.model?.topology) return topologyLayerNames(spec.model.topology as Record<string, unknown>);
+function transferLayers(spec: JobSpec, source: SourceInfo, errors: GraftError[], limits: PreflightLimits): string[] | null {
+  if (spec.model?.topology) return checkedTopologyLayers(spec.model.topology as Record<string, unknown>, limits, errors);
   let kept = source.layers;
   const cut = spec.model?.cut;
   if (cut) {
@@ -149,13 +158,59 @@ function safeLrRules(spec: JobSpec) {
   }
 }
 
-/** Layer names of a Keras / tfjs model JSON (`modelTopology` wrapper, Sequential or Functional). */
+const TOPOLOGY_PARAM = '/model/topology';
+
+/**
+ * The layer names of a user topology, once they are known to be safe to match regexes against
+ * and to build: at most `limits.maxLayers` layers (422 `model_too_large`), every name a valid
+ * layer name (422 `invalid_layer_name`, pointing into the topology). Null (with the error
+ * recorded) when the topology fails either check or its layers cannot be read.
+ */
+export function checkedTopologyLayers(topology: Record<string, unknown>, limits: PreflightLimits, errors: GraftError[]): string[] | null {
+  const found = topologyLayers(topology);
+  if (!found) return null;
+  const { layers, pointer } = found;
+  if (layers.length > limits.maxLayers) {
+    errors.push(
+      new UnprocessableError(
+        'model_too_large',
+        `The topology has ${layers.length} layers; at most ${limits.maxLayers} are allowed (MODEL_MAX_LAYERS).`,
+        `${TOPOLOGY_PARAM}${pointer}`,
+        { layers: layers.length, maxLayers: limits.maxLayers },
+      ),
+    );
+    return null;
+  }
+  const names = layers.map((l) => (l as { config?: { name?: unknown } } | null)?.config?.name);
+  const bad = names.findIndex((n) => typeof n === 'string' && !isValidLayerName(n));
+  if (bad >= 0) {
+    errors.push(invalidLayerName(names[bad] as string, `${TOPOLOGY_PARAM}${pointer}/${bad}/config/name`));
+    return null;
+  }
+  return names.every((n): n is string => typeof n === 'string') ? names : null;
+}
+
+/** Layer names of a Keras / tfjs model JSON (`modelTopology` wrapper, Sequential or Functional), unchecked. */
 export function topologyLayerNames(topology: Record<string, unknown>): string[] | null {
-  const root = (topology.model_config ?? topology.modelTopology ?? topology) as Record<string, unknown>;
-  const inner = (root.model_config ?? root) as { config?: { layers?: unknown } | unknown[] };
-  const config = inner.config;
-  const layers = Array.isArray(config) ? config : (config as { layers?: unknown })?.layers;
-  if (!Array.isArray(layers)) return null;
-  const names = layers.map((l) => (l as { config?: { name?: unknown } })?.config?.name).filter((n): n is string => typeof n === 'string');
-  return names.length === layers.length ? names : null;
+  const found = topologyLayers(topology);
+  if (!found) return null;
+  const names = found.layers.map((l) => (l as { config?: { name?: unknown } } | null)?.config?.name).filter((n): n is string => typeof n === 'string');
+  return names.length === found.layers.length ? names : null;
+}
+
+/** The layer list of a Keras / tfjs model JSON and its JSON pointer inside the topology. */
+function topologyLayers(topology: Record<string, unknown>): { layers: unknown[]; pointer: string } | null {
+  let pointer = '';
+  const step = (node: Record<string, unknown> | undefined, key: string): Record<string, unknown> | undefined => {
+    const next = node?.[key];
+    if (next === undefined || next === null || typeof next !== 'object') return undefined;
+    pointer += `/${key}`;
+    return next as Record<string, unknown>;
+  };
+  const root = step(topology, 'model_config') ?? step(topology, 'modelTopology') ?? topology;
+  const inner = step(root, 'model_config') ?? root;
+  const config = step(inner, 'config');
+  if (Array.isArray(config)) return { layers: config, pointer };
+  const layers = step(config, 'layers');
+  return Array.isArray(layers) ? { layers, pointer } : null;
 }
