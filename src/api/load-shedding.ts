@@ -18,7 +18,7 @@ export class OverloadedError extends GraftError {
 }
 
 const WHAT: Record<string, (value: number | undefined) => string> = {
-  eventLoopDelay: (v) => `event-loop delay ${Math.round(v ?? 0)} ms`,
+  eventLoopDelay: (v) => (Number.isFinite(v) ? `event-loop delay ${Math.round(v ?? 0)} ms` : 'event loop blocked for a whole sample'),
   heapUsedBytes: (v) => `heap in use ${Math.round((v ?? 0) / 1024 ** 2)} MB`,
   rssBytes: (v) => `resident memory ${Math.round((v ?? 0) / 1024 ** 2)} MB`,
 };

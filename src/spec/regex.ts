@@ -46,15 +46,17 @@ export function compileUserRegex(source: string, param: string): UserRegex {
 }
 
 /**
- * Why RE2 refused `source`: a construct it does not support (valid JavaScript, so the user meant
- * it), or a plain syntax error.
+ * Why RE2 refused `source`: a construct it does not support (one a backtracking engine knows, or
+ * any pattern JavaScript accepts: the user meant it), or a plain syntax error.
  */
 function refusal(source: string, err: RE2JSSyntaxException, param: string): ValidationError {
   const reason = err.message.replace(/^error parsing regexp: /, '');
+  const known = UNSUPPORTED.find((u) => (typeof u.pattern === 'function' ? u.pattern(source) : u.pattern.test(source)));
+  if (known) {
+    return new ValidationError('regex_unsupported', `${JSON.stringify(source)} cannot be used: it has a ${known.construct}, which graft's regex engine (RE2, linear-time) does not support; ${known.instead}.`, param);
+  }
   if (isJavaScriptRegex(source)) {
-    const known = UNSUPPORTED.find((u) => (typeof u.pattern === 'function' ? u.pattern(source) : u.pattern.test(source)));
-    const advice = known ? `it uses a ${known.construct}, which graft's regex engine (RE2, linear-time) does not support; ${known.instead}` : `RE2 (graft's linear-time regex engine) does not support it (${reason}); see https://github.com/google/re2/wiki/Syntax`;
-    return new ValidationError('regex_unsupported', `${JSON.stringify(source)} cannot be used: ${advice}.`, param);
+    return new ValidationError('regex_unsupported', `${JSON.stringify(source)} cannot be used: RE2 (graft's linear-time regex engine) does not support it (${reason}); see https://github.com/google/re2/wiki/Syntax.`, param);
   }
   return new ValidationError('invalid_regex', `${JSON.stringify(source)} is not a valid regular expression: ${reason}.`, param);
 }

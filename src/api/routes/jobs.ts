@@ -59,10 +59,10 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
           throw new ValidationError('invalid_idempotency_key', 'Idempotency-Key must be 1-255 printable ASCII characters.', null);
         }
         const { job, replayed } = await deps.jobs.submitIdempotent(request.body, key, request.log);
-        return reply.status(replayed ? 200 : 202).header('location', `/jobs/${job.id}`).send(job);
+        return reply.status(replayed ? 200 : 202).header('location', `${app.prefix}/jobs/${job.id}`).send(job);
       }
       const job = await deps.jobs.submit(request.body, undefined, request.log);
-      return reply.status(202).header('location', `/jobs/${job.id}`).send(job);
+      return reply.status(202).header('location', `${app.prefix}/jobs/${job.id}`).send(job);
     },
   );
 
