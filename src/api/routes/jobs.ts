@@ -39,6 +39,13 @@ const PlanResponseSchema = Type.Object({
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9-]+$' }) }, { additionalProperties: false });
 
 export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLimits }> = async (app, { deps, limits }) => {
+  // Open event streams end when the server closes (clients reconnect with Last-Event-ID), so a
+  // shutdown does not wait for them.
+  const openStreams = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const end of [...openStreams]) end();
+  });
+
   app.post(
     '/jobs',
     {
@@ -162,7 +169,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
           { statusCode: 429 },
         );
       }
-      await streamEvents(deps, id, after, reply);
+      await streamEvents(deps, id, after, reply, openStreams);
       return reply;
     },
   );
@@ -205,7 +212,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
  * events come from the process's one EventHub reader; this stream only writes them, sends
  * keep-alives and watches for the job's end.
  */
-function streamEvents(deps: AppDeps, id: string, after: string, reply: FastifyReply): Promise<void> {
+function streamEvents(deps: AppDeps, id: string, after: string, reply: FastifyReply, openStreams: Set<() => void>): Promise<void> {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' });
@@ -218,6 +225,7 @@ function streamEvents(deps: AppDeps, id: string, after: string, reply: FastifyRe
     const finish = () => {
       if (finished) return;
       finished = true;
+      openStreams.delete(finish);
       subscription.close();
       clearInterval(keepAlive);
       clearTimeout(drain);
@@ -251,20 +259,29 @@ function streamEvents(deps: AppDeps, id: string, after: string, reply: FastifyRe
       } while (again && !ended && !finished);
       checking = false;
     };
-    const subscription = deps.events.subscribe(deps.eventsKey(id), after, {
-      onEvents(events: JobEvent[]) {
-        if (finished) return;
-        for (const e of events) res.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
-        if (ended) drainSoon();
-        else void checkEnded();
-      },
-    });
+    let subscription: { close(): void };
+    try {
+      subscription = deps.events.subscribe(deps.eventsKey(id), after, {
+        onEvents(events: JobEvent[]) {
+          if (finished) return;
+          for (const e of events) res.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+          if (ended) drainSoon();
+          else void checkEnded();
+        },
+      });
+    } catch {
+      // The process is shutting down (the hub is closed): end the stream; the client reconnects.
+      res.end();
+      resolve();
+      return;
+    }
     const keepAlive = setInterval(() => {
       res.write(': keep-alive\n\n');
       void checkEnded();
     }, SSE_KEEP_ALIVE_MS);
     // The client went away: forget it at once (no listener, timer or subscription left behind).
     res.on('close', finish);
+    openStreams.add(finish);
     void checkEnded();
   });
 }
