@@ -119,7 +119,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   await app.register(healthRoutes, { deps: opts.deps });
   const limits: ApiLimits = { jobSpecMaxBytes: config.JOB_SPEC_MAX_BYTES, sseMaxStreams: config.SSE_MAX_STREAMS, retryAfterSeconds: config.PRESSURE_RETRY_AFTER_SECONDS };
   await app.register(v1Routes, { deps: opts.deps, limits, prefix: '/v1' });
-  return app as unknown as FastifyInstance;
+  return app;
 }
 
 /** Fastify's own client errors (bad JSON, wrong content type, body too large) in graft's vocabulary. */
