@@ -79,7 +79,8 @@ export class JobEvents {
   }
 }
 
-function toEvent(id: string, fields: string[]): JobEvent {
+/** A stream entry as a JobEvent (also used by the API's event hub). */
+export function toEvent(id: string, fields: string[]): JobEvent {
   const f: Record<string, string> = {};
   for (let i = 0; i < fields.length; i += 2) f[fields[i]] = fields[i + 1];
   return {

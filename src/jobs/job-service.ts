@@ -1,8 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { Logger } from 'pino';
+import type { BaseLogger, Logger } from 'pino';
 import { ConflictError, GraftError, NotFoundError } from '../errors';
-import { preflight, type DatasetInfo, type PreflightStorage } from '../spec/preflight';
+import { preflight, type DatasetInfo, type PreflightLimits, type PreflightStorage } from '../spec/preflight';
 import type { JobPlan } from '../spec/plan';
 import { withDefaults, type JobSpec } from '../spec/schema';
 import type { JobQueue } from './job-queue';
@@ -20,6 +20,8 @@ export class JobService {
       queue: JobQueue;
       storage: PreflightStorage;
       logger: Logger;
+      /** Budgets on what a spec may ask (MODEL_MAX_LAYERS); defaults when absent. */
+      preflightLimits?: PreflightLimits;
       queueName: string;
       idempotency: { redis: Redis; idempotencyTtlSeconds: number };
       layout: DataLayout;
@@ -33,11 +35,11 @@ export class JobService {
    */
   async plan(input: JobSpec): Promise<PlanReport> {
     const spec = withDefaults(input);
-    const report = await preflight(spec, this.deps.storage);
+    const report = await preflight(spec, this.deps.storage, this.deps.preflightLimits);
     const errors = [...report.errors];
     let plan: JobPlan | null = null;
     // The network can be built once its ingredients exist and the spec is well-formed.
-    const buildable = !errors.some((e) => e.statusCode === 400 || ['dataset_not_found', 'checkpoint_not_found', 'restore_matches_nothing'].includes(e.code));
+    const buildable = !errors.some((e) => e.statusCode === 400 || ['dataset_not_found', 'checkpoint_not_found', 'restore_matches_nothing', 'invalid_layer_name', 'model_too_large'].includes(e.code));
     if (buildable) {
       try {
         plan = await this.deps.planner(spec, report.dataset!);
@@ -53,9 +55,9 @@ export class JobService {
    * Checks, reserves the output name, records the job, then enqueues it. If enqueueing fails the
    * record and the reservation are rolled back, so a 5xx never leaves a phantom job behind.
    */
-  async submit(input: JobSpec, id: string = randomUUID()): Promise<Job> {
+  async submit(input: JobSpec, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
     const spec = withDefaults(input);
-    const report = await preflight(spec, this.deps.storage);
+    const report = await preflight(spec, this.deps.storage, this.deps.preflightLimits);
     if (report.errors.length > 0) throw pickFirst(report.errors);
     // What only building the network reveals (shape mismatches, a head that does not fit the
     // classes, an unbuildable topology) is refused now rather than after minutes in the queue.
@@ -75,7 +77,8 @@ export class JobService {
       throw err;
     }
     for (const warning of report.warnings) await store.events.append(id, { level: 'warning', message: warning });
-    this.deps.logger.info({ jobId: id, type: spec.type, output: spec.output.checkpoint }, 'job queued');
+    // `log` is the request's logger when there is one, so the line carries the request id.
+    log.info({ jobId: id, type: spec.type, output: spec.output.checkpoint }, 'job queued');
     return job;
   }
 
@@ -84,7 +87,7 @@ export class JobService {
    * with the same key and body gets that job back (`replayed`), another body under the same key
    * is a conflict. The key is claimed before submitting, so two racing retries create one job.
    */
-  async submitIdempotent(input: JobSpec, key: string): Promise<{ job: Job; replayed: boolean }> {
+  async submitIdempotent(input: JobSpec, key: string, log?: Pick<BaseLogger, 'info'>): Promise<{ job: Job; replayed: boolean }> {
     const { redis, idempotencyTtlSeconds } = this.deps.idempotency;
     const redisKey = `graft:${this.deps.queueName}:idempotency:${sha256(key)}`;
     const bodyHash = sha256(stableStringify(input));
@@ -100,7 +103,7 @@ export class JobService {
       return { job, replayed: true };
     }
     try {
-      return { job: await this.submit(input, id), replayed: false };
+      return { job: await this.submit(input, id, log), replayed: false };
     } catch (err) {
       // A rejected submission must not pin the key: the client fixes the body and retries.
       await redis.del(redisKey);
