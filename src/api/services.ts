@@ -6,6 +6,7 @@ import { NotFoundError } from '../errors';
 import { JobQueue } from '../jobs/job-queue';
 import { JobService, type Planner } from '../jobs/job-service';
 import { JobStore } from '../jobs/job-store';
+import { UploadReservations } from '../jobs/upload-reservations';
 import type { Redis } from 'ioredis';
 import type * as PlanModule from '../../workers/engine/plan';
 import { createRedis } from '../redis';
@@ -67,7 +68,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
         maxTotalBytes: config.ARCHIVE_MAX_TOTAL_BYTES,
         maxEntries: config.ARCHIVE_MAX_ENTRIES,
         maxEntryBytes: config.ARCHIVE_MAX_ENTRY_BYTES,
-      }, inProcessValidator()),
+      }, inProcessValidator(), new UploadReservations(store, config.TMP_GRACE_SECONDS)),
       datasetDir: (name) => layout.datasetDir(name, '/name'),
       checkpointDir: (name) => layout.checkpointDir(name, '/name'),
       tmpDir: layout.tmpDir,

@@ -34,6 +34,12 @@ export interface UploadValidator {
   checkpoint(dataDir: string, name: string, stagedDir: string, uploadId: string): Promise<void>;
 }
 
+/** Checkpoint names reserved by queued or running jobs (src/jobs/upload-reservations.ts). */
+export interface OutputReservations {
+  /** Holds `name` for the upload while `install` runs; a ConflictError if a job reserves it. */
+  hold<T>(name: string, uploadId: string, install: () => Promise<T>): Promise<T>;
+}
+
 interface ReceivedFile {
   filename: string;
   path: string;
@@ -45,6 +51,8 @@ export class UploadService {
     /** Unpacking limits; the upload size itself is enforced by the multipart parser (app.ts). */
     private readonly limits: ArchiveLimits,
     private readonly validator: UploadValidator,
+    /** Without it, uploads ignore reservations (tests of the upload path alone). */
+    private readonly reservations?: OutputReservations,
   ) {}
 
   /** Streams every part of a multipart request into `staging`; returns the `name` field and the files. */
@@ -130,7 +138,9 @@ export class UploadService {
           await fs.rename(f.path, path.join(dir, f.filename));
         }
       }
-      await this.validator.checkpoint(this.layout.root, name, dir, `upload-${randomUUID()}`);
+      const uploadId = `upload-${randomUUID()}`;
+      const install = () => this.validator.checkpoint(this.layout.root, name, dir, uploadId);
+      await (this.reservations ? this.reservations.hold(name, uploadId, install) : install());
       return new CheckpointCatalog(this.layout).describe(name);
     });
   }
