@@ -188,7 +188,9 @@ export class TrainAttempt {
       throw new UnrecoverableError('cancelled');
     }
     if (err instanceof JobInterruptedError) return this.handBack(err);
-    if (err instanceof GraftError) {
+    // A training checkpoint of the same position written meanwhile by a paused loser is an
+    // accident of infrastructure, not the user's: retried like one.
+    if (err instanceof GraftError && !err.code.startsWith('training checkpoint')) {
       // The spec can never succeed as written: say why and do not retry.
       const r = await this.end({ from: ['queued', 'running'], to: 'failed', patch: { finishedAt: now(), error: errorBody(err) } });
       if (!r.ok && r.refused === 'guard') return this.yieldJob('failed, but another attempt owns the job');
