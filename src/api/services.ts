@@ -6,6 +6,7 @@ import { NotFoundError } from '../errors';
 import { JobQueue } from '../jobs/job-queue';
 import { JobService, type Planner } from '../jobs/job-service';
 import { JobStore } from '../jobs/job-store';
+import { UploadReservations } from '../jobs/upload-reservations';
 import { createRedis } from '../redis';
 import { EventHub } from './event-hub';
 import type { DatasetInfo, PreflightStorage, SourceInfo } from '../spec/preflight';
@@ -93,7 +94,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       jobs,
       events,
       eventsKey: (jobId) => store.events.key(jobId),
-      uploads: new UploadService({ layout, limits: uploadLimits(config), validator: poolValidator(pool), datasets, checkpoints }),
+      uploads: new UploadService({ layout, limits: uploadLimits(config), validator: poolValidator(pool), datasets, checkpoints, reservations: new UploadReservations(store, config.TMP_GRACE_SECONDS) }),
       checkpoints,
       datasets,
       health: {

@@ -52,8 +52,9 @@ export class JobService {
   }
 
   /**
-   * Checks, reserves the output name, records the job, then enqueues it. If enqueueing fails the
-   * record and the reservation are rolled back, so a 5xx never leaves a phantom job behind.
+   * Checks, then reserves the output name and records the job in one step, then enqueues it. If
+   * enqueueing fails the record and the reservation are rolled back, so a 5xx never leaves a
+   * phantom job behind.
    */
   async submit(input: JobSpec, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
     const spec = withDefaults(input);
@@ -64,16 +65,14 @@ export class JobService {
     await this.deps.planner(spec, report.dataset!);
 
     const { store, queue } = this.deps;
-    if (!(await store.reserveOutput(spec.output.checkpoint, id))) {
+    const job = await store.create(id, spec);
+    if (!job) {
       throw new ConflictError('checkpoint_reserved', `Another queued or running job already writes the checkpoint "${spec.output.checkpoint}".`, '/output/checkpoint');
     }
-    let job: Job | null = null;
     try {
-      job = await store.create(id, spec);
       await queue.enqueue(id);
     } catch (err) {
-      if (job) await store.remove(id).catch(() => undefined);
-      await store.releaseOutput(spec.output.checkpoint, id).catch(() => undefined);
+      await store.discard(id, spec.output.checkpoint).catch(() => undefined);
       throw err;
     }
     for (const warning of report.warnings) await store.events.append(id, { level: 'warning', message: warning });
@@ -89,7 +88,7 @@ export class JobService {
    */
   async submitIdempotent(input: JobSpec, key: string, log?: Pick<BaseLogger, 'info'>): Promise<{ job: Job; replayed: boolean }> {
     const { redis, idempotencyTtlSeconds } = this.deps.idempotency;
-    const redisKey = `graft:${this.deps.queueName}:idempotency:${sha256(key)}`;
+    const redisKey = this.deps.store.keys.idempotency(sha256(key));
     const bodyHash = sha256(stableStringify(input));
     const id = randomUUID();
     const claimed = await redis.set(redisKey, JSON.stringify({ jobId: id, bodyHash }), 'EX', idempotencyTtlSeconds, 'NX');
@@ -112,28 +111,25 @@ export class JobService {
   }
 
   /**
-   * Cancels a job. Queued: removed from the queue at once. Running: the worker holding it is told
-   * (pub/sub, plus a flag it polls) and stops within a batch; the status becomes `cancelled` then.
-   * Cancelling a cancelled job is harmless; a finished one is a conflict.
+   * Cancels a job, as state (cancel.lua), whatever the queue says. Queued: cancelled at once (a
+   * worker that just took it ends it at start). Running: flagged and the worker holding it told;
+   * it stops within a batch and the status becomes `cancelled` then. Cancelling a cancelled job
+   * is harmless; a finished one, or one already writing its checkpoint, is a conflict.
    */
   async cancel(id: string): Promise<{ job: Job; pending: boolean }> {
     const { store, queue } = this.deps;
     const job = await this.get(id);
     if (job.status === 'cancelled') return { job, pending: false };
-    if (TERMINAL_STATUSES.includes(job.status)) {
-      throw new ConflictError('job_finished', `The job already ${job.status}; only queued or running jobs can be cancelled.`, null);
+    const outcome = await store.cancel(id, job.spec.output.checkpoint);
+    if (outcome === 'missing') return { job: await this.get(id), pending: false };
+    if (outcome === 'finishing') {
+      throw new ConflictError('job_finishing', 'The job is already writing its output checkpoint; it can no longer be cancelled.', null);
     }
-    if (job.status === 'queued') {
-      await queue.remove(id);
-      const moved = await store.transition(id, ['queued'], 'cancelled', { finishedAt: new Date().toISOString() });
-      if (moved.ok) {
-        await store.releaseOutput(job.spec.output.checkpoint, id);
-        return { job: await this.get(id), pending: false };
-      }
-      // A worker took it in the meantime: cancel it as a running job.
+    if (outcome === 'succeeded' || outcome === 'failed') {
+      throw new ConflictError('job_finished', `The job already ${outcome}; only queued or running jobs can be cancelled.`, null);
     }
-    await store.requestCancel(id);
-    await store.events.append(id, { message: 'Cancellation requested; the worker stops at the next batch.' });
+    // The record is the truth; the queue entry is only tidied (a worker holding it skips it).
+    if (outcome === 'cancelled') await queue.remove(id);
     const now = await this.get(id);
     return { job: now, pending: !TERMINAL_STATUSES.includes(now.status) };
   }

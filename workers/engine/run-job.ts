@@ -36,6 +36,11 @@ export interface RunContext {
   /** Something the user should know that does not stop the job (e.g. skipped weights). */
   onWarning?(message: string, data?: Record<string, unknown>): Promise<void> | void;
   log?(message: string, data?: Record<string, unknown>): void;
+  /**
+   * Called before anything is written to the volume (a training checkpoint, the output): throws
+   * if this attempt may not write (it lost the job to another worker, or it was cancelled).
+   */
+  beforeSave?(what: 'training-checkpoint' | 'output'): Promise<void>;
 }
 
 export interface JobOutcome {
@@ -81,7 +86,12 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
     const trained = await train(target, data.train, data.val, {
       ...trainingOptions(spec, ctx, target.task === 'classification' ? numClasses : 0),
       resume,
-      onCheckpoint: epochCheckpoints ? (position, optimizers, best) => epochCheckpoints.save(position, model, optimizers, best) : undefined,
+      onCheckpoint: epochCheckpoints
+        ? async (position, optimizers, best) => {
+            await ctx.beforeSave?.('training-checkpoint');
+            await epochCheckpoints.save(position, model, optimizers, best);
+          }
+        : undefined,
       onBatch: (p) => progress({ ...p }),
       onEpoch: async (m, p) => {
         await progress({ ...p, valLoss: m.valLoss, valAccuracy: m.valAccuracy });
@@ -93,6 +103,7 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
     const metrics = await evaluateTarget(target, data, numClasses);
 
     await progress({ phase: 'saving', epoch: trained.epochsRun });
+    await ctx.beforeSave?.('output');
     return await saveOutcome(spec, ctx, target, trained, metrics, data.classes);
   } finally {
     resume?.dispose();
