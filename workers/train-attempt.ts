@@ -9,6 +9,7 @@ import { readOwnOutput } from '../src/jobs/own-output';
 import type { Job, JobError, JobProgress, JobResult } from '../src/jobs/types';
 import { validateSpec } from '../src/spec/validate';
 import type { JobSpec } from '../src/spec/schema';
+import { datasetLimits } from '../src/storage/datasets';
 import type { DataLayout } from '../src/storage/layout';
 import type { BackendName } from './engine/backend';
 import { runJob, type RunContext } from './engine/run-job';
@@ -124,6 +125,8 @@ export class TrainAttempt {
       layout,
       backend,
       featureCacheMaxBytes: config.FEATURE_CACHE_MAX_MB * 1024 * 1024,
+      datasetLimits: datasetLimits(config),
+      maxConfusionClasses: config.CONFUSION_MATRIX_MAX_CLASSES,
       signal: this.signals.stop.signal,
       interrupt: this.signals.interrupt.signal,
       checkpointKeep: config.EPOCH_CHECKPOINTS_KEEP,
