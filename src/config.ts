@@ -27,6 +27,7 @@ export const ConfigSchema = Type.Object({
   FEATURE_CACHE_MAX_MB: Type.Integer({ minimum: 0, default: 1024, description: 'Largest frozen-prefix feature cache a job may hold in memory; 0 disables caching.' }),
   EPOCH_CHECKPOINTS_KEEP: Type.Integer({ minimum: 0, maximum: 100, default: 2, description: 'Training checkpoints kept per job (written every epoch and on shutdown) for resuming; 0 disables resuming.' }),
   SHUTDOWN_TIMEOUT_SECONDS: Type.Integer({ minimum: 1, maximum: 3600, default: 30, description: 'On SIGTERM a worker checkpoints its jobs at the next batch and exits within this time.' }),
+  TRAINING_NICE: Type.Integer({ minimum: 0, maximum: 19, default: 10, description: 'Scheduling niceness of training processes (0 = normal, 19 = lowest): training yields the CPU to the API on a shared host.' }),
   WORKER_LOCK_SECONDS: Type.Integer({ minimum: 2, maximum: 3600, default: 60, description: 'Job lock of a worker process; a job whose worker died (host lost) is picked up by a live worker within about 1.5x this.' }),
   RETRY_BACKOFF_MS: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 5000, description: 'First retry delay after an infrastructure failure (doubles each attempt).' }),
   UPLOAD_MAX_BYTES: Type.Integer({ minimum: 1024, default: 1024 ** 3, description: 'Largest uploaded file (dataset or checkpoint archive, or one checkpoint file); larger uploads get 413.' }),

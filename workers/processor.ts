@@ -1,3 +1,4 @@
+import os from 'node:os';
 import type { SandboxedJob } from 'bullmq';
 import pino from 'pino';
 import { loadConfig } from '../src/config';
@@ -19,6 +20,13 @@ function getServices(): Promise<ChildServices> {
   services ??= (async () => {
     const config = loadConfig();
     const logger = pino({ level: config.LOG_LEVEL, name: 'graft-trainer' });
+    // Training is throughput work: on a host it shares with the API (npm start, small deployments)
+    // it yields the CPU to request handling instead of delaying every response.
+    try {
+      os.setPriority(config.TRAINING_NICE);
+    } catch (err) {
+      logger.warn({ err }, 'could not lower the training process priority');
+    }
     const redis = createRedis(config.REDIS_URL, { forWorker: true });
     const layout = new DataLayout(config.DATA_DIR);
     await layout.ensure();

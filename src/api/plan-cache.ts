@@ -13,8 +13,8 @@ import { stableStringify } from '../jobs/job-service';
  * network-relevant input, so a client that submits the same recipe many times (sweeps over seeds
  * or learning rates, retries, CI) pays for building the network once instead of on every request.
  *
- * The key is everything the plan depends on: the spec without its output name, the dataset's
- * shape and classes, and the identity of the source checkpoint's files (inode, size and mtime of
+ * The key is everything the plan depends on: the spec's network part (type, source, freeze, model,
+ * lrMultipliers), the dataset's shape and classes, and the identity of the source checkpoint's files (inode, size and mtime of
  * its model.json: a checkpoint is immutable once written, so a new one under the same name is a
  * new file). Bounded; the least recently used entry goes first.
  */
@@ -24,6 +24,8 @@ type Outcome = { ok: true; plan: JobPlan } | { ok: false; error: GraftError };
 
 export class PlanCache {
   private readonly entries = new Map<string, Outcome>();
+  /** Plans being built: concurrent requests for one recipe wait for the same build (one pool task). */
+  private readonly building = new Map<string, Promise<Outcome>>();
 
   constructor(
     private readonly layout: DataLayout,
@@ -36,18 +38,29 @@ export class PlanCache {
     if (outcome) {
       this.entries.delete(key!);
       this.entries.set(key!, outcome);
-    } else {
-      try {
-        outcome = { ok: true, plan: await plan() };
-      } catch (err) {
-        // Only the job's own verdicts are cached; limits (time, memory, a full queue) may pass next time.
-        if (!(err instanceof GraftError) || isTransient(err)) throw err;
-        outcome = { ok: false, error: err };
+    } else if (key) {
+      let pending = this.building.get(key);
+      if (!pending) {
+        pending = this.build(plan).finally(() => this.building.delete(key));
+        this.building.set(key, pending);
       }
-      if (key) this.remember(key, outcome);
+      outcome = await pending;
+      // Only the job's own verdicts are kept; limits (time, memory, a full queue) may pass next time.
+      if (outcome.ok || !isTransient(outcome.error)) this.remember(key, outcome);
+    } else {
+      outcome = await this.build(plan);
     }
     if (!outcome.ok) throw outcome.error;
     return outcome.plan;
+  }
+
+  private async build(plan: () => Promise<JobPlan>): Promise<Outcome> {
+    try {
+      return { ok: true, plan: await plan() };
+    } catch (err) {
+      if (!(err instanceof GraftError)) throw err;
+      return { ok: false, error: err };
+    }
   }
 
   private remember(key: string, outcome: Outcome): void {
@@ -63,8 +76,10 @@ export class PlanCache {
       if (!stat) return null;
       source = `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
     }
-    const { output: _output, ...network } = spec;
-    return createHash('sha256').update(stableStringify({ network, dataset: { inputShape: dataset.inputShape, numClasses: dataset.numClasses }, source })).digest('hex');
+    // Only what shapes the network and its plan: a sweep over seeds, epochs or learning rates
+    // (and every output name) shares one plan.
+    const network = { type: spec.type, source: spec.source ?? null, freeze: spec.freeze ?? null, model: spec.model ?? null, lrMultipliers: spec.training?.lrMultipliers ?? null };
+    return createHash('sha256').update(stableStringify({ network, dataset: { name: spec.dataset.name, inputShape: dataset.inputShape, numClasses: dataset.numClasses }, source })).digest('hex');
   }
 }
 

@@ -1,7 +1,7 @@
 import { Type, type Static } from 'typebox';
 import { JobSpecSchema } from '../spec/schema';
 
-/** graft's own view of a job (DESIGN §4), independent of BullMQ's states and retention. */
+/** graft's own view of a job (the REST contract), independent of BullMQ's states and retention. */
 export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];

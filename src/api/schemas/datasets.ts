@@ -21,7 +21,7 @@ const ErrorBodySchema = Type.Object(
 );
 
 // The description text is part of the published OpenAPI document, kept as it was.
-const FormatSchema = Type.Enum([...DATASET_FORMAT_NAMES], { description: 'Detected from the files (DESIGN §3).' });
+const FormatSchema = Type.Enum([...DATASET_FORMAT_NAMES], { description: 'Detected from the files (see the volume layout in the README).' });
 const InputShapeDescription =
   'idx: the stored [rows, cols, channels]. image-folder: the first image\'s size and channels (1 if grayscale, else 3; alpha ' +
   'is dropped), null if that image cannot be read; training resizes every image to the model input.';
