@@ -69,6 +69,17 @@ export const CheckpointManifestSchema = Type.Object(
     history: Type.Optional(
       Type.Array(Type.Record(Type.String(), Type.Union([Type.Number(), Type.Null()])), { description: 'One entry per epoch (loss, accuracy, valLoss...); null = not a number.' }),
     ),
+    lineage: Type.Optional(
+      Type.Object(
+        {
+          jobId: Type.Optional(Type.String()),
+          jobType: Type.Optional(Type.String()),
+          name: Type.Optional(Type.String()),
+          createdAt: Type.Optional(Type.String()),
+        },
+        { description: 'For an uploaded checkpoint: the identity its own manifest claimed (kept as data, never trusted as this checkpoint\'s identity).' },
+      ),
+    ),
     layers: Type.Array(LayerSummarySchema),
     files: Type.Record(Type.String(), FileEntrySchema, { description: 'Every file of the checkpoint except manifest.json: relative path → sha256 and size.' }),
   },
