@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'bullmq';
 import pino from 'pino';
@@ -6,6 +7,7 @@ import type { TrainJobData } from '../src/jobs/job-queue';
 import { JobStore } from '../src/jobs/job-store';
 import { TERMINAL_STATUSES } from '../src/jobs/types';
 import { createRedis } from '../src/redis';
+import { WorkerMetrics } from './metrics';
 import { SHUTDOWN_REASON } from './shutdown';
 
 /**
@@ -31,6 +33,14 @@ async function main(): Promise<void> {
     stalledInterval: (config.WORKER_LOCK_SECONDS * 1000) / 2,
     maxStalledCount: config.JOB_ATTEMPTS,
   });
+
+  const metrics = new WorkerMetrics({ worker, store, logger, labels: { worker: `${os.hostname()}:${process.pid}` } });
+  if (config.WORKER_METRICS_PORT > 0) {
+    metrics.listen(config.WORKER_METRICS_PORT, config.HOST).then(
+      (port) => logger.info({ port }, 'metrics at /metrics'),
+      (err: Error) => logger.warn({ err: err.message }, 'no metrics listener (another worker on this host has the port?)'),
+    );
+  }
 
   // Cancel requests are published by the API; only the worker holding the job can abort it.
   const subscriber = redis.duplicate();
@@ -73,7 +83,7 @@ async function main(): Promise<void> {
       await worker.close();
     } finally {
       clearTimeout(timer);
-      await Promise.allSettled([subscriber.quit(), redis.quit()]);
+      await Promise.allSettled([subscriber.quit(), redis.quit(), metrics.close()]);
       process.exit(0);
     }
   };

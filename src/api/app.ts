@@ -6,6 +6,7 @@ import type { Config } from '../config';
 import { GraftError } from '../errors';
 import { makeValidatorCompiler, toValidationError } from '../spec/validation';
 import type { AppDeps } from './services';
+import { installMetrics } from './metrics';
 import { healthRoutes } from './routes/health';
 import { v1Routes } from './routes/v1';
 
@@ -72,6 +73,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     reply.status(404).send({ error: { code: 'route_not_found', message: `No route ${request.method} ${request.url.split('?')[0]}.`, param: null } }),
   );
 
+  installMetrics(app, opts.deps.metrics);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, { deps: opts.deps });
   await app.register(v1Routes, { deps: opts.deps, prefix: '/v1' });

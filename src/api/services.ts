@@ -14,6 +14,7 @@ import { CheckpointCatalog } from '../storage/checkpoints';
 import { DatasetCatalog } from '../storage/datasets';
 import { DataLayout } from '../storage/layout';
 import { UploadService, validateDatasetFolder, type UploadValidator } from '../storage/uploads';
+import { ApiMetrics, QUEUE_STATES } from './metrics';
 
 /** How long an Idempotency-Key remembers its job (clients retry within minutes, not days). */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -32,6 +33,8 @@ export interface AppDeps {
   checkpoints: CheckpointCatalog;
   datasets: DatasetCatalog;
   health: { redis(): Promise<void>; volume(): Promise<void> };
+  /** Prometheus metrics served at GET /metrics; pools report their saturation through `metrics.register`. */
+  metrics: ApiMetrics;
 }
 
 export interface Services {
@@ -73,6 +76,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
       tmpDir: layout.tmpDir,
       checkpoints,
       datasets,
+      metrics: new ApiMetrics({ queueCounts: () => queue.queue.getJobCounts(...QUEUE_STATES) }),
       health: {
         redis: async () => {
           const pong = await redis.ping();
