@@ -73,10 +73,10 @@ describe('metrics', () => {
       const m = await scrape(workerMetricsUrl);
       return samplesOf(m, 'graft_jobs_finished_total').reduce((n, s) => n + s.value, 0) === 3 ? m : null;
     }, 10_000, 'the third job to be counted');
-    const finished = samplesOf(after, 'graft_jobs_finished_total').map((s) => ({ ...s.labels, value: s.value }));
+    const finished = samplesOf(after, 'graft_jobs_finished_total').map((s) => ({ ...s.labels, value: s.value }) as Record<string, string | number>);
     const worker_ = finished[0].worker;
     expect(worker_).toMatch(/:\d+$/);
-    expect(finished.map(({ worker: _w, ...rest }) => rest).sort((a, b) => a.status.localeCompare(b.status))).toEqual([
+    expect(finished.map(({ worker: _w, ...rest }) => rest).sort((a, b) => String(a.status).localeCompare(String(b.status)))).toEqual([
       { type: 'pretrain', status: 'cancelled', backend: 'none', value: 1 },
       { type: 'pretrain', status: 'failed', backend: 'none', value: 1 },
       { type: 'pretrain', status: 'succeeded', backend: done.result.backend, value: 1 },
