@@ -6,6 +6,7 @@ import type { Config } from '../config';
 import { GraftError } from '../errors';
 import { makeValidatorCompiler, toValidationError } from '../spec/validation';
 import type { AppDeps } from './services';
+import { registerDashboard } from './dashboard';
 import { installMetrics } from './metrics';
 import { healthRoutes } from './routes/health';
 import { v1Routes } from './routes/v1';
@@ -74,6 +75,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   );
 
   installMetrics(app, opts.deps.metrics);
+  await registerDashboard(app);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, { deps: opts.deps });
   await app.register(v1Routes, { deps: opts.deps, prefix: '/v1' });
