@@ -89,6 +89,14 @@ function confusion(matrix: number[][], labels: string[]): HTMLElement {
   );
 }
 
+function progressText(p: NonNullable<Job['progress']>): string {
+  const parts = [`epoch ${p.epoch}/${p.epochs}` + (p.batches > 0 ? `, batch ${p.batch}/${p.batches}` : '') + (p.phase ? ` (${p.phase})` : '')];
+  if (p.loss !== null) parts.push(`loss ${fmt(p.loss)}`);
+  if (p.valLoss !== null) parts.push(`val loss ${fmt(p.valLoss)}`);
+  if (p.samplesPerSecond) parts.push(`${Math.round(p.samplesPerSecond)} samples/s`);
+  return parts.join(' · ');
+}
+
 function jobView(signal: AbortSignal, id: string): HTMLElement {
   const title = h('h1', {}, 'Job ', h('span', { class: 'mono' }, id));
   const summary = h('div', { class: 'panel' }, h('p', { class: 'muted' }, 'Loading…'));
@@ -129,7 +137,7 @@ function jobView(signal: AbortSignal, id: string): HTMLElement {
         h('dt', {}, 'output'), h('dd', {}, h('a', { href: '#/checkpoints' }, job.spec.output.checkpoint)),
         h('dt', {}, 'dataset'), h('dd', {}, job.spec.dataset.name),
         h('dt', {}, 'source'), h('dd', {}, job.spec.type === 'transfer' ? (job.spec as { source?: { checkpoint?: string } }).source?.checkpoint ?? '–' : 'built from scratch'),
-        h('dt', {}, 'progress'), h('dd', { 'data-progress': (done * 100).toFixed(0) }, p ? `epoch ${p.epoch}/${p.epochs}, batch ${p.batch}/${p.batches}${p.phase ? ` (${p.phase})` : ''} · loss ${fmt(p.loss)} · ${p.samplesPerSecond ? `${Math.round(p.samplesPerSecond)} samples/s` : ''}` : job.status),
+        h('dt', {}, 'progress'), h('dd', { 'data-progress': (done * 100).toFixed(0) }, p ? progressText(p) : job.status),
         h('dt', {}, 'time'), h('dd', {}, `${duration(elapsed)} elapsed · ETA ${eta}`),
         h('dt', {}, 'worker'), h('dd', {}, job.worker ?? '–'),
       ),
@@ -188,7 +196,7 @@ function jobView(signal: AbortSignal, id: string): HTMLElement {
     h('div', { class: 'grid2' }, h('div', { class: 'panel' }, lossChart.el), h('div', { class: 'panel' }, accChart.el)),
     h('div', { style: 'height:16px' }),
     results,
-    h('div', { class: 'grid2' }, h('div', { class: 'panel' }, h('h2', {}, 'Events'), log), h('div', { class: 'panel' }, h('h2', {}, 'Plan: layers'), planBox)),
+    h('div', { class: 'grid2 wide-right' }, h('div', { class: 'panel' }, h('h2', {}, 'Events'), log), h('div', { class: 'panel' }, h('h2', {}, 'Plan: layers'), planBox)),
   );
 }
 
@@ -249,7 +257,7 @@ function submitView(): HTMLElement {
     const datasets = unwrap(await client.GET('/v1/datasets')).data;
     if (!text.value) text.value = JSON.stringify(exampleSpec(datasets[0]?.name ?? 'mnist'), null, 2);
   })().catch((err: Error) => toast(err.message));
-  return h('div', {}, h('h1', {}, 'Submit a job'), h('div', { class: 'grid2' }, h('div', { class: 'panel' }, text, h('p', {}, dryRun, ' ', submit)), h('div', { class: 'panel' }, h('h2', {}, 'Plan'), planBox)));
+  return h('div', {}, h('h1', {}, 'Submit a job'), h('div', { class: 'grid2 wide-right' }, h('div', { class: 'panel' }, text, h('p', {}, dryRun, ' ', submit)), h('div', { class: 'panel' }, h('h2', {}, 'Plan'), planBox)));
 }
 
 // ---- checkpoints and datasets ----------------------------------------------------------------
