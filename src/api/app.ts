@@ -8,6 +8,7 @@ import { makeValidatorCompiler, toValidationError } from '../spec/validation';
 import type { AppDeps } from './services';
 import { registerDashboard } from './dashboard';
 import { installMetrics } from './metrics';
+import { contractDocument } from './openapi-contract';
 import { healthRoutes } from './routes/health';
 import { v1Routes } from './routes/v1';
 
@@ -38,6 +39,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   app.removeContentTypeParser('text/plain');
 
   await app.register(swagger, {
+    // operationIds, shared $ref components, servers, security: see openapi-contract.ts
+    transformObject: (doc) => contractDocument(('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject) as never) as never,
     openapi: {
       openapi: '3.1.0',
       info: {
@@ -74,7 +77,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     reply.status(404).send({ error: { code: 'route_not_found', message: `No route ${request.method} ${request.url.split('?')[0]}.`, param: null } }),
   );
 
-  installMetrics(app, opts.deps.metrics);
+  installMetrics(app, () => opts.deps.metrics);
   await registerDashboard(app);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, { deps: opts.deps });

@@ -114,13 +114,15 @@ const UNTIMED = new Set(['/metrics']);
 /**
  * Times every request from onRequest to the socket's `close` (not onResponse: SSE replies are
  * hijacked and never reach it), by route template so ids do not explode the label set. Installed
- * on the root instance (not as an encapsulated plugin) so the hook sees every route.
+ * on the root instance (not as an encapsulated plugin) so the hook sees every route. The metrics
+ * are looked up per request, so an app built only to generate the OpenAPI document needs none.
  */
-export function installMetrics(app: FastifyInstance, metrics: ApiMetrics): void {
+export function installMetrics(app: FastifyInstance, getMetrics: () => ApiMetrics): void {
   {
     app.addHook('onRequest', async (request, reply) => {
       const route = request.routeOptions.url ?? 'unmatched';
       if (UNTIMED.has(route)) return;
+      const metrics = getMetrics();
       const stopTimer = metrics.requestDuration.startTimer({ method: request.method, route });
       const sse = String(request.headers.accept ?? '').includes('text/event-stream') && route.endsWith('/events');
       metrics.inFlight.inc();
@@ -135,7 +137,7 @@ export function installMetrics(app: FastifyInstance, metrics: ApiMetrics): void 
       });
     });
     app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
-      const { contentType, body } = await metrics.exposition();
+      const { contentType, body } = await getMetrics().exposition();
       return reply.type(contentType).send(body);
     });
   }

@@ -12,29 +12,7 @@ export interface paths {
             cookie?: never;
         };
         /** The process is alive */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @enum {string} */
-                            status: "ok";
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["getHealth"];
         put?: never;
         post?: never;
         delete?: never;
@@ -51,59 +29,7 @@ export interface paths {
             cookie?: never;
         };
         /** Redis answers and the volume is writable */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            status: string;
-                            checks: {
-                                redis: {
-                                    ok: boolean;
-                                    error?: string;
-                                };
-                                volume: {
-                                    ok: boolean;
-                                    error?: string;
-                                };
-                            };
-                        };
-                    };
-                };
-                /** @description Default Response */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            status: string;
-                            checks: {
-                                redis: {
-                                    ok: boolean;
-                                    error?: string;
-                                };
-                                volume: {
-                                    ok: boolean;
-                                    error?: string;
-                                };
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["getReadiness"];
         put?: never;
         post?: never;
         delete?: never;
@@ -120,848 +46,13 @@ export interface paths {
             cookie?: never;
         };
         /** List jobs, newest first */
-        get: {
-            parameters: {
-                query: {
-                    status?: "queued" | "running" | "succeeded" | "failed" | "cancelled";
-                    limit: number;
-                    /** @description `nextCursor` of the previous page. */
-                    cursor?: string;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: {
-                                id: string;
-                                /** @enum {unknown} */
-                                type: "pretrain" | "transfer";
-                                /** @enum {unknown} */
-                                status: "queued" | "running" | "succeeded" | "failed" | "cancelled";
-                                /** Format: date-time */
-                                createdAt: string;
-                                startedAt: string | null;
-                                finishedAt: string | null;
-                                /** @description Times a worker has started this job. */
-                                attempts: number;
-                                worker?: string | null;
-                                /** @description A transfer-learning or pretraining job. */
-                                spec: {
-                                    /**
-                                     * @description `transfer` restores weights from `source.checkpoint`; `pretrain` builds a network from scratch (`model.architecture` or `model.topology`).
-                                     * @enum {unknown}
-                                     */
-                                    type: "pretrain" | "transfer";
-                                    /** @description transfer only: where restored weights come from. */
-                                    source?: {
-                                        /** @description Source checkpoint under checkpoints/. */
-                                        checkpoint: string;
-                                        /** @description Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight). */
-                                        restore?: string;
-                                    };
-                                    /** @description Layers whose weights stay fixed: a regex over layer names or a list of names. A frozen BatchNormalization runs in inference mode. */
-                                    freeze?: string | string[];
-                                    /** @description The target network. Without it a transfer job keeps the source topology. */
-                                    model?: {
-                                        /**
-                                         * @description pretrain: a built-in network.
-                                         * @enum {unknown}
-                                         */
-                                        architecture?: "conv-autoencoder" | "conv-classifier";
-                                        /** @description Options of a built-in architecture. */
-                                        options?: {
-                                            /** @description [height, width, channels]; default: the dataset's shape. */
-                                            inputShape?: number[];
-                                            /** @description Filters per encoder conv (default [16, 32]); layers are enc_conv1, enc_conv2, ... */
-                                            filters?: number[];
-                                            /** @description Square kernel size of every conv (default 5). */
-                                            kernelSize?: number;
-                                            /** @description conv-autoencoder: units of the dense code layer enc_code (default 64; 0 = none). */
-                                            bottleneck?: number;
-                                            /** @description conv-classifier: units of the hidden dense layer before the output (default 0 = none). */
-                                            units?: number;
-                                        };
-                                        /** @description transfer: keep the source layers up to and including this one. */
-                                        cut?: string;
-                                        /** @description Layers appended after `cut` (or after the last kept layer). */
-                                        head?: {
-                                            /**
-                                             * @description Layer kind.
-                                             * @enum {unknown}
-                                             */
-                                            type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization";
-                                            /** @description Layer name (default head_<index>_<type>); must not clash with a kept source layer. */
-                                            name?: string;
-                                            /** @description dense: output units (required for dense). */
-                                            units?: number;
-                                            /**
-                                             * @description dense: activation (default linear).
-                                             * @enum {unknown}
-                                             */
-                                            activation?: "linear" | "relu" | "relu6" | "elu" | "selu" | "sigmoid" | "softmax" | "softplus" | "tanh" | "swish";
-                                            /** @description dense: add a bias (default true). */
-                                            useBias?: boolean;
-                                            /** @description dropout: fraction dropped (required for dropout). */
-                                            rate?: number;
-                                            /** @description batchNormalization: moving-average momentum (default 0.99). */
-                                            momentum?: number;
-                                        }[];
-                                        /** @description A Keras / TensorFlow.js model JSON (`modelTopology` or the model config) for full control. */
-                                        topology?: {
-                                            [key: string]: unknown;
-                                        };
-                                    };
-                                    dataset: {
-                                        /** @description Dataset under datasets/. */
-                                        name: string;
-                                        /** @description Fraction of the training split held out (stratified, seeded); default 0.1. */
-                                        validationSplit?: number;
-                                        /** @description Use at most this many training samples (a seeded stratified subset), e.g. to study small data. */
-                                        limit?: number;
-                                    };
-                                    training?: {
-                                        /** @description default 10 */
-                                        epochs?: number;
-                                        /** @description default 32 */
-                                        batchSize?: number;
-                                        /**
-                                         * @description default adam
-                                         * @enum {unknown}
-                                         */
-                                        optimizer?: "adam" | "sgd" | "momentum" | "rmsprop" | "adagrad";
-                                        /** @description default 0.001 */
-                                        learningRate?: number;
-                                        /** @description Seeds initialisation, split and shuffling (default 0). */
-                                        seed?: number;
-                                        /** @description Regex over layer names → learning-rate multiplier (first match wins), e.g. {"^enc_": 0.1}. Each group gets its own optimizer. */
-                                        lrMultipliers?: {
-                                            [key: string]: number;
-                                        };
-                                        earlyStopping?: {
-                                            /** @description Epochs without validation-loss improvement before stopping. */
-                                            patience: number;
-                                            /** @description Smallest improvement that counts (default 0). */
-                                            minDelta?: number;
-                                        };
-                                        /** @description Fail the job with `timeout` past this training time. */
-                                        maxRuntimeSeconds?: number;
-                                    };
-                                    output: {
-                                        /** @description Name of the checkpoint to write; must not exist yet. */
-                                        checkpoint: string;
-                                        /**
-                                         * @description `best` keeps the weights of the epoch with the lowest validation loss (default last).
-                                         * @enum {unknown}
-                                         */
-                                        select?: "last" | "best";
-                                    };
-                                };
-                                progress: {
-                                    /** @description loading | building | caching | training | evaluating | saving */
-                                    phase?: string;
-                                    epoch: number;
-                                    epochs: number;
-                                    batch: number;
-                                    batches: number;
-                                    loss: number | null;
-                                    accuracy: number | null;
-                                    valLoss: number | null;
-                                    valAccuracy: number | null;
-                                    samplesPerSecond?: number | null;
-                                    updatedAt?: string;
-                                } | null;
-                                result: {
-                                    checkpoint: string;
-                                    /** @description tensorflow | wasm | cpu */
-                                    backend: string;
-                                    metrics: {
-                                        train?: {
-                                            loss: number;
-                                            accuracy?: number | null;
-                                            perClassAccuracy?: {
-                                                [key: string]: number | null;
-                                            };
-                                            confusionMatrix?: number[][];
-                                            samples?: number;
-                                        };
-                                        validation?: {
-                                            loss: number;
-                                            accuracy?: number | null;
-                                            perClassAccuracy?: {
-                                                [key: string]: number | null;
-                                            };
-                                            confusionMatrix?: number[][];
-                                            samples?: number;
-                                        } | null;
-                                        test?: {
-                                            loss: number;
-                                            accuracy?: number | null;
-                                            perClassAccuracy?: {
-                                                [key: string]: number | null;
-                                            };
-                                            confusionMatrix?: number[][];
-                                            samples?: number;
-                                        } | null;
-                                    };
-                                    epochsRun?: number;
-                                    restored?: string[];
-                                    skipped?: string[];
-                                    frozen?: string[];
-                                    featureCache?: boolean;
-                                    trainingSeconds?: number;
-                                } | null;
-                                error: {
-                                    /** @description Stable snake_case code. */
-                                    code: string;
-                                    /** @description What went wrong and what to do about it. */
-                                    message: string;
-                                    param: string | null;
-                                    details?: unknown;
-                                } | null;
-                            }[];
-                            nextCursor: string | null;
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["listJobs"];
         put?: never;
         /**
          * Submit a job
          * @description Validates the spec (names, regexes, that the dataset and source checkpoint exist, that the restore regex selects weights and the frozen layers exist, that the output name is free) and queues it. Responds 202 with the job and its Location.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            /** @description A transfer-learning or pretraining job. */
-            requestBody: {
-                content: {
-                    "application/json": {
-                        /**
-                         * @description `transfer` restores weights from `source.checkpoint`; `pretrain` builds a network from scratch (`model.architecture` or `model.topology`).
-                         * @enum {unknown}
-                         */
-                        type: "pretrain" | "transfer";
-                        /** @description transfer only: where restored weights come from. */
-                        source?: {
-                            /** @description Source checkpoint under checkpoints/. */
-                            checkpoint: string;
-                            /** @description Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight). */
-                            restore?: string;
-                        };
-                        /** @description Layers whose weights stay fixed: a regex over layer names or a list of names. A frozen BatchNormalization runs in inference mode. */
-                        freeze?: string | string[];
-                        /** @description The target network. Without it a transfer job keeps the source topology. */
-                        model?: {
-                            /**
-                             * @description pretrain: a built-in network.
-                             * @enum {unknown}
-                             */
-                            architecture?: "conv-autoencoder" | "conv-classifier";
-                            /** @description Options of a built-in architecture. */
-                            options?: {
-                                /** @description [height, width, channels]; default: the dataset's shape. */
-                                inputShape?: number[];
-                                /** @description Filters per encoder conv (default [16, 32]); layers are enc_conv1, enc_conv2, ... */
-                                filters?: number[];
-                                /** @description Square kernel size of every conv (default 5). */
-                                kernelSize?: number;
-                                /** @description conv-autoencoder: units of the dense code layer enc_code (default 64; 0 = none). */
-                                bottleneck?: number;
-                                /** @description conv-classifier: units of the hidden dense layer before the output (default 0 = none). */
-                                units?: number;
-                            };
-                            /** @description transfer: keep the source layers up to and including this one. */
-                            cut?: string;
-                            /** @description Layers appended after `cut` (or after the last kept layer). */
-                            head?: {
-                                /**
-                                 * @description Layer kind.
-                                 * @enum {unknown}
-                                 */
-                                type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization";
-                                /** @description Layer name (default head_<index>_<type>); must not clash with a kept source layer. */
-                                name?: string;
-                                /** @description dense: output units (required for dense). */
-                                units?: number;
-                                /**
-                                 * @description dense: activation (default linear).
-                                 * @enum {unknown}
-                                 */
-                                activation?: "linear" | "relu" | "relu6" | "elu" | "selu" | "sigmoid" | "softmax" | "softplus" | "tanh" | "swish";
-                                /** @description dense: add a bias (default true). */
-                                useBias?: boolean;
-                                /** @description dropout: fraction dropped (required for dropout). */
-                                rate?: number;
-                                /** @description batchNormalization: moving-average momentum (default 0.99). */
-                                momentum?: number;
-                            }[];
-                            /** @description A Keras / TensorFlow.js model JSON (`modelTopology` or the model config) for full control. */
-                            topology?: {
-                                [key: string]: unknown;
-                            };
-                        };
-                        dataset: {
-                            /** @description Dataset under datasets/. */
-                            name: string;
-                            /** @description Fraction of the training split held out (stratified, seeded); default 0.1. */
-                            validationSplit?: number;
-                            /** @description Use at most this many training samples (a seeded stratified subset), e.g. to study small data. */
-                            limit?: number;
-                        };
-                        training?: {
-                            /** @description default 10 */
-                            epochs?: number;
-                            /** @description default 32 */
-                            batchSize?: number;
-                            /**
-                             * @description default adam
-                             * @enum {unknown}
-                             */
-                            optimizer?: "adam" | "sgd" | "momentum" | "rmsprop" | "adagrad";
-                            /** @description default 0.001 */
-                            learningRate?: number;
-                            /** @description Seeds initialisation, split and shuffling (default 0). */
-                            seed?: number;
-                            /** @description Regex over layer names → learning-rate multiplier (first match wins), e.g. {"^enc_": 0.1}. Each group gets its own optimizer. */
-                            lrMultipliers?: {
-                                [key: string]: number;
-                            };
-                            earlyStopping?: {
-                                /** @description Epochs without validation-loss improvement before stopping. */
-                                patience: number;
-                                /** @description Smallest improvement that counts (default 0). */
-                                minDelta?: number;
-                            };
-                            /** @description Fail the job with `timeout` past this training time. */
-                            maxRuntimeSeconds?: number;
-                        };
-                        output: {
-                            /** @description Name of the checkpoint to write; must not exist yet. */
-                            checkpoint: string;
-                            /**
-                             * @description `best` keeps the weights of the epoch with the lowest validation loss (default last).
-                             * @enum {unknown}
-                             */
-                            select?: "last" | "best";
-                        };
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            /** @enum {unknown} */
-                            type: "pretrain" | "transfer";
-                            /** @enum {unknown} */
-                            status: "queued" | "running" | "succeeded" | "failed" | "cancelled";
-                            /** Format: date-time */
-                            createdAt: string;
-                            startedAt: string | null;
-                            finishedAt: string | null;
-                            /** @description Times a worker has started this job. */
-                            attempts: number;
-                            worker?: string | null;
-                            /** @description A transfer-learning or pretraining job. */
-                            spec: {
-                                /**
-                                 * @description `transfer` restores weights from `source.checkpoint`; `pretrain` builds a network from scratch (`model.architecture` or `model.topology`).
-                                 * @enum {unknown}
-                                 */
-                                type: "pretrain" | "transfer";
-                                /** @description transfer only: where restored weights come from. */
-                                source?: {
-                                    /** @description Source checkpoint under checkpoints/. */
-                                    checkpoint: string;
-                                    /** @description Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight). */
-                                    restore?: string;
-                                };
-                                /** @description Layers whose weights stay fixed: a regex over layer names or a list of names. A frozen BatchNormalization runs in inference mode. */
-                                freeze?: string | string[];
-                                /** @description The target network. Without it a transfer job keeps the source topology. */
-                                model?: {
-                                    /**
-                                     * @description pretrain: a built-in network.
-                                     * @enum {unknown}
-                                     */
-                                    architecture?: "conv-autoencoder" | "conv-classifier";
-                                    /** @description Options of a built-in architecture. */
-                                    options?: {
-                                        /** @description [height, width, channels]; default: the dataset's shape. */
-                                        inputShape?: number[];
-                                        /** @description Filters per encoder conv (default [16, 32]); layers are enc_conv1, enc_conv2, ... */
-                                        filters?: number[];
-                                        /** @description Square kernel size of every conv (default 5). */
-                                        kernelSize?: number;
-                                        /** @description conv-autoencoder: units of the dense code layer enc_code (default 64; 0 = none). */
-                                        bottleneck?: number;
-                                        /** @description conv-classifier: units of the hidden dense layer before the output (default 0 = none). */
-                                        units?: number;
-                                    };
-                                    /** @description transfer: keep the source layers up to and including this one. */
-                                    cut?: string;
-                                    /** @description Layers appended after `cut` (or after the last kept layer). */
-                                    head?: {
-                                        /**
-                                         * @description Layer kind.
-                                         * @enum {unknown}
-                                         */
-                                        type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization";
-                                        /** @description Layer name (default head_<index>_<type>); must not clash with a kept source layer. */
-                                        name?: string;
-                                        /** @description dense: output units (required for dense). */
-                                        units?: number;
-                                        /**
-                                         * @description dense: activation (default linear).
-                                         * @enum {unknown}
-                                         */
-                                        activation?: "linear" | "relu" | "relu6" | "elu" | "selu" | "sigmoid" | "softmax" | "softplus" | "tanh" | "swish";
-                                        /** @description dense: add a bias (default true). */
-                                        useBias?: boolean;
-                                        /** @description dropout: fraction dropped (required for dropout). */
-                                        rate?: number;
-                                        /** @description batchNormalization: moving-average momentum (default 0.99). */
-                                        momentum?: number;
-                                    }[];
-                                    /** @description A Keras / TensorFlow.js model JSON (`modelTopology` or the model config) for full control. */
-                                    topology?: {
-                                        [key: string]: unknown;
-                                    };
-                                };
-                                dataset: {
-                                    /** @description Dataset under datasets/. */
-                                    name: string;
-                                    /** @description Fraction of the training split held out (stratified, seeded); default 0.1. */
-                                    validationSplit?: number;
-                                    /** @description Use at most this many training samples (a seeded stratified subset), e.g. to study small data. */
-                                    limit?: number;
-                                };
-                                training?: {
-                                    /** @description default 10 */
-                                    epochs?: number;
-                                    /** @description default 32 */
-                                    batchSize?: number;
-                                    /**
-                                     * @description default adam
-                                     * @enum {unknown}
-                                     */
-                                    optimizer?: "adam" | "sgd" | "momentum" | "rmsprop" | "adagrad";
-                                    /** @description default 0.001 */
-                                    learningRate?: number;
-                                    /** @description Seeds initialisation, split and shuffling (default 0). */
-                                    seed?: number;
-                                    /** @description Regex over layer names → learning-rate multiplier (first match wins), e.g. {"^enc_": 0.1}. Each group gets its own optimizer. */
-                                    lrMultipliers?: {
-                                        [key: string]: number;
-                                    };
-                                    earlyStopping?: {
-                                        /** @description Epochs without validation-loss improvement before stopping. */
-                                        patience: number;
-                                        /** @description Smallest improvement that counts (default 0). */
-                                        minDelta?: number;
-                                    };
-                                    /** @description Fail the job with `timeout` past this training time. */
-                                    maxRuntimeSeconds?: number;
-                                };
-                                output: {
-                                    /** @description Name of the checkpoint to write; must not exist yet. */
-                                    checkpoint: string;
-                                    /**
-                                     * @description `best` keeps the weights of the epoch with the lowest validation loss (default last).
-                                     * @enum {unknown}
-                                     */
-                                    select?: "last" | "best";
-                                };
-                            };
-                            progress: {
-                                /** @description loading | building | caching | training | evaluating | saving */
-                                phase?: string;
-                                epoch: number;
-                                epochs: number;
-                                batch: number;
-                                batches: number;
-                                loss: number | null;
-                                accuracy: number | null;
-                                valLoss: number | null;
-                                valAccuracy: number | null;
-                                samplesPerSecond?: number | null;
-                                updatedAt?: string;
-                            } | null;
-                            result: {
-                                checkpoint: string;
-                                /** @description tensorflow | wasm | cpu */
-                                backend: string;
-                                metrics: {
-                                    train?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    };
-                                    validation?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    } | null;
-                                    test?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    } | null;
-                                };
-                                epochsRun?: number;
-                                restored?: string[];
-                                skipped?: string[];
-                                frozen?: string[];
-                                featureCache?: boolean;
-                                trainingSeconds?: number;
-                            } | null;
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            } | null;
-                        };
-                    };
-                };
-                /** @description Default Response */
-                202: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            /** @enum {unknown} */
-                            type: "pretrain" | "transfer";
-                            /** @enum {unknown} */
-                            status: "queued" | "running" | "succeeded" | "failed" | "cancelled";
-                            /** Format: date-time */
-                            createdAt: string;
-                            startedAt: string | null;
-                            finishedAt: string | null;
-                            /** @description Times a worker has started this job. */
-                            attempts: number;
-                            worker?: string | null;
-                            /** @description A transfer-learning or pretraining job. */
-                            spec: {
-                                /**
-                                 * @description `transfer` restores weights from `source.checkpoint`; `pretrain` builds a network from scratch (`model.architecture` or `model.topology`).
-                                 * @enum {unknown}
-                                 */
-                                type: "pretrain" | "transfer";
-                                /** @description transfer only: where restored weights come from. */
-                                source?: {
-                                    /** @description Source checkpoint under checkpoints/. */
-                                    checkpoint: string;
-                                    /** @description Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight). */
-                                    restore?: string;
-                                };
-                                /** @description Layers whose weights stay fixed: a regex over layer names or a list of names. A frozen BatchNormalization runs in inference mode. */
-                                freeze?: string | string[];
-                                /** @description The target network. Without it a transfer job keeps the source topology. */
-                                model?: {
-                                    /**
-                                     * @description pretrain: a built-in network.
-                                     * @enum {unknown}
-                                     */
-                                    architecture?: "conv-autoencoder" | "conv-classifier";
-                                    /** @description Options of a built-in architecture. */
-                                    options?: {
-                                        /** @description [height, width, channels]; default: the dataset's shape. */
-                                        inputShape?: number[];
-                                        /** @description Filters per encoder conv (default [16, 32]); layers are enc_conv1, enc_conv2, ... */
-                                        filters?: number[];
-                                        /** @description Square kernel size of every conv (default 5). */
-                                        kernelSize?: number;
-                                        /** @description conv-autoencoder: units of the dense code layer enc_code (default 64; 0 = none). */
-                                        bottleneck?: number;
-                                        /** @description conv-classifier: units of the hidden dense layer before the output (default 0 = none). */
-                                        units?: number;
-                                    };
-                                    /** @description transfer: keep the source layers up to and including this one. */
-                                    cut?: string;
-                                    /** @description Layers appended after `cut` (or after the last kept layer). */
-                                    head?: {
-                                        /**
-                                         * @description Layer kind.
-                                         * @enum {unknown}
-                                         */
-                                        type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization";
-                                        /** @description Layer name (default head_<index>_<type>); must not clash with a kept source layer. */
-                                        name?: string;
-                                        /** @description dense: output units (required for dense). */
-                                        units?: number;
-                                        /**
-                                         * @description dense: activation (default linear).
-                                         * @enum {unknown}
-                                         */
-                                        activation?: "linear" | "relu" | "relu6" | "elu" | "selu" | "sigmoid" | "softmax" | "softplus" | "tanh" | "swish";
-                                        /** @description dense: add a bias (default true). */
-                                        useBias?: boolean;
-                                        /** @description dropout: fraction dropped (required for dropout). */
-                                        rate?: number;
-                                        /** @description batchNormalization: moving-average momentum (default 0.99). */
-                                        momentum?: number;
-                                    }[];
-                                    /** @description A Keras / TensorFlow.js model JSON (`modelTopology` or the model config) for full control. */
-                                    topology?: {
-                                        [key: string]: unknown;
-                                    };
-                                };
-                                dataset: {
-                                    /** @description Dataset under datasets/. */
-                                    name: string;
-                                    /** @description Fraction of the training split held out (stratified, seeded); default 0.1. */
-                                    validationSplit?: number;
-                                    /** @description Use at most this many training samples (a seeded stratified subset), e.g. to study small data. */
-                                    limit?: number;
-                                };
-                                training?: {
-                                    /** @description default 10 */
-                                    epochs?: number;
-                                    /** @description default 32 */
-                                    batchSize?: number;
-                                    /**
-                                     * @description default adam
-                                     * @enum {unknown}
-                                     */
-                                    optimizer?: "adam" | "sgd" | "momentum" | "rmsprop" | "adagrad";
-                                    /** @description default 0.001 */
-                                    learningRate?: number;
-                                    /** @description Seeds initialisation, split and shuffling (default 0). */
-                                    seed?: number;
-                                    /** @description Regex over layer names → learning-rate multiplier (first match wins), e.g. {"^enc_": 0.1}. Each group gets its own optimizer. */
-                                    lrMultipliers?: {
-                                        [key: string]: number;
-                                    };
-                                    earlyStopping?: {
-                                        /** @description Epochs without validation-loss improvement before stopping. */
-                                        patience: number;
-                                        /** @description Smallest improvement that counts (default 0). */
-                                        minDelta?: number;
-                                    };
-                                    /** @description Fail the job with `timeout` past this training time. */
-                                    maxRuntimeSeconds?: number;
-                                };
-                                output: {
-                                    /** @description Name of the checkpoint to write; must not exist yet. */
-                                    checkpoint: string;
-                                    /**
-                                     * @description `best` keeps the weights of the epoch with the lowest validation loss (default last).
-                                     * @enum {unknown}
-                                     */
-                                    select?: "last" | "best";
-                                };
-                            };
-                            progress: {
-                                /** @description loading | building | caching | training | evaluating | saving */
-                                phase?: string;
-                                epoch: number;
-                                epochs: number;
-                                batch: number;
-                                batches: number;
-                                loss: number | null;
-                                accuracy: number | null;
-                                valLoss: number | null;
-                                valAccuracy: number | null;
-                                samplesPerSecond?: number | null;
-                                updatedAt?: string;
-                            } | null;
-                            result: {
-                                checkpoint: string;
-                                /** @description tensorflow | wasm | cpu */
-                                backend: string;
-                                metrics: {
-                                    train?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    };
-                                    validation?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    } | null;
-                                    test?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    } | null;
-                                };
-                                epochsRun?: number;
-                                restored?: string[];
-                                skipped?: string[];
-                                frozen?: string[];
-                                featureCache?: boolean;
-                                trainingSeconds?: number;
-                            } | null;
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            } | null;
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                422: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        post: operations["submitJob"];
         delete?: never;
         options?: never;
         head?: never;
@@ -981,241 +72,7 @@ export interface paths {
          * Dry-run a job spec: nothing is queued
          * @description Builds the target network exactly as a worker would (without training) and reports its layer table (output shape, params, restored?, frozen?, learning-rate multiplier), the restored / skipped / mismatched weights, total / trainable / frozen parameters, whether feature caching applies, and every error the job would hit, with the codes POST /v1/jobs would answer. A malformed spec is still a 400.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            /** @description A transfer-learning or pretraining job. */
-            requestBody: {
-                content: {
-                    "application/json": {
-                        /**
-                         * @description `transfer` restores weights from `source.checkpoint`; `pretrain` builds a network from scratch (`model.architecture` or `model.topology`).
-                         * @enum {unknown}
-                         */
-                        type: "pretrain" | "transfer";
-                        /** @description transfer only: where restored weights come from. */
-                        source?: {
-                            /** @description Source checkpoint under checkpoints/. */
-                            checkpoint: string;
-                            /** @description Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight). */
-                            restore?: string;
-                        };
-                        /** @description Layers whose weights stay fixed: a regex over layer names or a list of names. A frozen BatchNormalization runs in inference mode. */
-                        freeze?: string | string[];
-                        /** @description The target network. Without it a transfer job keeps the source topology. */
-                        model?: {
-                            /**
-                             * @description pretrain: a built-in network.
-                             * @enum {unknown}
-                             */
-                            architecture?: "conv-autoencoder" | "conv-classifier";
-                            /** @description Options of a built-in architecture. */
-                            options?: {
-                                /** @description [height, width, channels]; default: the dataset's shape. */
-                                inputShape?: number[];
-                                /** @description Filters per encoder conv (default [16, 32]); layers are enc_conv1, enc_conv2, ... */
-                                filters?: number[];
-                                /** @description Square kernel size of every conv (default 5). */
-                                kernelSize?: number;
-                                /** @description conv-autoencoder: units of the dense code layer enc_code (default 64; 0 = none). */
-                                bottleneck?: number;
-                                /** @description conv-classifier: units of the hidden dense layer before the output (default 0 = none). */
-                                units?: number;
-                            };
-                            /** @description transfer: keep the source layers up to and including this one. */
-                            cut?: string;
-                            /** @description Layers appended after `cut` (or after the last kept layer). */
-                            head?: {
-                                /**
-                                 * @description Layer kind.
-                                 * @enum {unknown}
-                                 */
-                                type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization";
-                                /** @description Layer name (default head_<index>_<type>); must not clash with a kept source layer. */
-                                name?: string;
-                                /** @description dense: output units (required for dense). */
-                                units?: number;
-                                /**
-                                 * @description dense: activation (default linear).
-                                 * @enum {unknown}
-                                 */
-                                activation?: "linear" | "relu" | "relu6" | "elu" | "selu" | "sigmoid" | "softmax" | "softplus" | "tanh" | "swish";
-                                /** @description dense: add a bias (default true). */
-                                useBias?: boolean;
-                                /** @description dropout: fraction dropped (required for dropout). */
-                                rate?: number;
-                                /** @description batchNormalization: moving-average momentum (default 0.99). */
-                                momentum?: number;
-                            }[];
-                            /** @description A Keras / TensorFlow.js model JSON (`modelTopology` or the model config) for full control. */
-                            topology?: {
-                                [key: string]: unknown;
-                            };
-                        };
-                        dataset: {
-                            /** @description Dataset under datasets/. */
-                            name: string;
-                            /** @description Fraction of the training split held out (stratified, seeded); default 0.1. */
-                            validationSplit?: number;
-                            /** @description Use at most this many training samples (a seeded stratified subset), e.g. to study small data. */
-                            limit?: number;
-                        };
-                        training?: {
-                            /** @description default 10 */
-                            epochs?: number;
-                            /** @description default 32 */
-                            batchSize?: number;
-                            /**
-                             * @description default adam
-                             * @enum {unknown}
-                             */
-                            optimizer?: "adam" | "sgd" | "momentum" | "rmsprop" | "adagrad";
-                            /** @description default 0.001 */
-                            learningRate?: number;
-                            /** @description Seeds initialisation, split and shuffling (default 0). */
-                            seed?: number;
-                            /** @description Regex over layer names → learning-rate multiplier (first match wins), e.g. {"^enc_": 0.1}. Each group gets its own optimizer. */
-                            lrMultipliers?: {
-                                [key: string]: number;
-                            };
-                            earlyStopping?: {
-                                /** @description Epochs without validation-loss improvement before stopping. */
-                                patience: number;
-                                /** @description Smallest improvement that counts (default 0). */
-                                minDelta?: number;
-                            };
-                            /** @description Fail the job with `timeout` past this training time. */
-                            maxRuntimeSeconds?: number;
-                        };
-                        output: {
-                            /** @description Name of the checkpoint to write; must not exist yet. */
-                            checkpoint: string;
-                            /**
-                             * @description `best` keeps the weights of the epoch with the lowest validation loss (default last).
-                             * @enum {unknown}
-                             */
-                            select?: "last" | "best";
-                        };
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @description POST /v1/jobs would accept this spec. */
-                            valid: boolean;
-                            errors: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            }[];
-                            warnings: string[];
-                            plan: {
-                                /** @enum {unknown} */
-                                task: "classification" | "reconstruction";
-                                inputShape: number[];
-                                layers: {
-                                    name: string;
-                                    className: string;
-                                    /** @description Without the batch dimension's size (null). */
-                                    outputShape: unknown[];
-                                    params: number;
-                                    /** @description Its weights come from the source. */
-                                    restored: boolean;
-                                    frozen: boolean;
-                                    /** @description null for layers that do not train. */
-                                    lrMultiplier: number | null;
-                                }[];
-                                weights: {
-                                    restored: string[];
-                                    skipped: string[];
-                                    mismatched: {
-                                        name: string;
-                                        sourceShape: number[];
-                                        targetShape: number[];
-                                    }[];
-                                };
-                                params: {
-                                    total: number;
-                                    trainable: number;
-                                    frozen: number;
-                                };
-                                featureCache: {
-                                    applies: boolean;
-                                    boundaryLayer: string | null;
-                                };
-                            } | null;
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        post: operations["planJob"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1235,463 +92,7 @@ export interface paths {
          * Cancel a job
          * @description A queued job is cancelled at once (200). A running job is stopped by the worker holding it within one batch (202; poll the job or its events until `cancelled`). It is never retried and writes no checkpoint. Repeating the call is harmless; a finished job answers 409.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            /** @enum {unknown} */
-                            type: "pretrain" | "transfer";
-                            /** @enum {unknown} */
-                            status: "queued" | "running" | "succeeded" | "failed" | "cancelled";
-                            /** Format: date-time */
-                            createdAt: string;
-                            startedAt: string | null;
-                            finishedAt: string | null;
-                            /** @description Times a worker has started this job. */
-                            attempts: number;
-                            worker?: string | null;
-                            /** @description A transfer-learning or pretraining job. */
-                            spec: {
-                                /**
-                                 * @description `transfer` restores weights from `source.checkpoint`; `pretrain` builds a network from scratch (`model.architecture` or `model.topology`).
-                                 * @enum {unknown}
-                                 */
-                                type: "pretrain" | "transfer";
-                                /** @description transfer only: where restored weights come from. */
-                                source?: {
-                                    /** @description Source checkpoint under checkpoints/. */
-                                    checkpoint: string;
-                                    /** @description Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight). */
-                                    restore?: string;
-                                };
-                                /** @description Layers whose weights stay fixed: a regex over layer names or a list of names. A frozen BatchNormalization runs in inference mode. */
-                                freeze?: string | string[];
-                                /** @description The target network. Without it a transfer job keeps the source topology. */
-                                model?: {
-                                    /**
-                                     * @description pretrain: a built-in network.
-                                     * @enum {unknown}
-                                     */
-                                    architecture?: "conv-autoencoder" | "conv-classifier";
-                                    /** @description Options of a built-in architecture. */
-                                    options?: {
-                                        /** @description [height, width, channels]; default: the dataset's shape. */
-                                        inputShape?: number[];
-                                        /** @description Filters per encoder conv (default [16, 32]); layers are enc_conv1, enc_conv2, ... */
-                                        filters?: number[];
-                                        /** @description Square kernel size of every conv (default 5). */
-                                        kernelSize?: number;
-                                        /** @description conv-autoencoder: units of the dense code layer enc_code (default 64; 0 = none). */
-                                        bottleneck?: number;
-                                        /** @description conv-classifier: units of the hidden dense layer before the output (default 0 = none). */
-                                        units?: number;
-                                    };
-                                    /** @description transfer: keep the source layers up to and including this one. */
-                                    cut?: string;
-                                    /** @description Layers appended after `cut` (or after the last kept layer). */
-                                    head?: {
-                                        /**
-                                         * @description Layer kind.
-                                         * @enum {unknown}
-                                         */
-                                        type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization";
-                                        /** @description Layer name (default head_<index>_<type>); must not clash with a kept source layer. */
-                                        name?: string;
-                                        /** @description dense: output units (required for dense). */
-                                        units?: number;
-                                        /**
-                                         * @description dense: activation (default linear).
-                                         * @enum {unknown}
-                                         */
-                                        activation?: "linear" | "relu" | "relu6" | "elu" | "selu" | "sigmoid" | "softmax" | "softplus" | "tanh" | "swish";
-                                        /** @description dense: add a bias (default true). */
-                                        useBias?: boolean;
-                                        /** @description dropout: fraction dropped (required for dropout). */
-                                        rate?: number;
-                                        /** @description batchNormalization: moving-average momentum (default 0.99). */
-                                        momentum?: number;
-                                    }[];
-                                    /** @description A Keras / TensorFlow.js model JSON (`modelTopology` or the model config) for full control. */
-                                    topology?: {
-                                        [key: string]: unknown;
-                                    };
-                                };
-                                dataset: {
-                                    /** @description Dataset under datasets/. */
-                                    name: string;
-                                    /** @description Fraction of the training split held out (stratified, seeded); default 0.1. */
-                                    validationSplit?: number;
-                                    /** @description Use at most this many training samples (a seeded stratified subset), e.g. to study small data. */
-                                    limit?: number;
-                                };
-                                training?: {
-                                    /** @description default 10 */
-                                    epochs?: number;
-                                    /** @description default 32 */
-                                    batchSize?: number;
-                                    /**
-                                     * @description default adam
-                                     * @enum {unknown}
-                                     */
-                                    optimizer?: "adam" | "sgd" | "momentum" | "rmsprop" | "adagrad";
-                                    /** @description default 0.001 */
-                                    learningRate?: number;
-                                    /** @description Seeds initialisation, split and shuffling (default 0). */
-                                    seed?: number;
-                                    /** @description Regex over layer names → learning-rate multiplier (first match wins), e.g. {"^enc_": 0.1}. Each group gets its own optimizer. */
-                                    lrMultipliers?: {
-                                        [key: string]: number;
-                                    };
-                                    earlyStopping?: {
-                                        /** @description Epochs without validation-loss improvement before stopping. */
-                                        patience: number;
-                                        /** @description Smallest improvement that counts (default 0). */
-                                        minDelta?: number;
-                                    };
-                                    /** @description Fail the job with `timeout` past this training time. */
-                                    maxRuntimeSeconds?: number;
-                                };
-                                output: {
-                                    /** @description Name of the checkpoint to write; must not exist yet. */
-                                    checkpoint: string;
-                                    /**
-                                     * @description `best` keeps the weights of the epoch with the lowest validation loss (default last).
-                                     * @enum {unknown}
-                                     */
-                                    select?: "last" | "best";
-                                };
-                            };
-                            progress: {
-                                /** @description loading | building | caching | training | evaluating | saving */
-                                phase?: string;
-                                epoch: number;
-                                epochs: number;
-                                batch: number;
-                                batches: number;
-                                loss: number | null;
-                                accuracy: number | null;
-                                valLoss: number | null;
-                                valAccuracy: number | null;
-                                samplesPerSecond?: number | null;
-                                updatedAt?: string;
-                            } | null;
-                            result: {
-                                checkpoint: string;
-                                /** @description tensorflow | wasm | cpu */
-                                backend: string;
-                                metrics: {
-                                    train?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    };
-                                    validation?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    } | null;
-                                    test?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    } | null;
-                                };
-                                epochsRun?: number;
-                                restored?: string[];
-                                skipped?: string[];
-                                frozen?: string[];
-                                featureCache?: boolean;
-                                trainingSeconds?: number;
-                            } | null;
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            } | null;
-                        };
-                    };
-                };
-                /** @description Default Response */
-                202: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            /** @enum {unknown} */
-                            type: "pretrain" | "transfer";
-                            /** @enum {unknown} */
-                            status: "queued" | "running" | "succeeded" | "failed" | "cancelled";
-                            /** Format: date-time */
-                            createdAt: string;
-                            startedAt: string | null;
-                            finishedAt: string | null;
-                            /** @description Times a worker has started this job. */
-                            attempts: number;
-                            worker?: string | null;
-                            /** @description A transfer-learning or pretraining job. */
-                            spec: {
-                                /**
-                                 * @description `transfer` restores weights from `source.checkpoint`; `pretrain` builds a network from scratch (`model.architecture` or `model.topology`).
-                                 * @enum {unknown}
-                                 */
-                                type: "pretrain" | "transfer";
-                                /** @description transfer only: where restored weights come from. */
-                                source?: {
-                                    /** @description Source checkpoint under checkpoints/. */
-                                    checkpoint: string;
-                                    /** @description Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight). */
-                                    restore?: string;
-                                };
-                                /** @description Layers whose weights stay fixed: a regex over layer names or a list of names. A frozen BatchNormalization runs in inference mode. */
-                                freeze?: string | string[];
-                                /** @description The target network. Without it a transfer job keeps the source topology. */
-                                model?: {
-                                    /**
-                                     * @description pretrain: a built-in network.
-                                     * @enum {unknown}
-                                     */
-                                    architecture?: "conv-autoencoder" | "conv-classifier";
-                                    /** @description Options of a built-in architecture. */
-                                    options?: {
-                                        /** @description [height, width, channels]; default: the dataset's shape. */
-                                        inputShape?: number[];
-                                        /** @description Filters per encoder conv (default [16, 32]); layers are enc_conv1, enc_conv2, ... */
-                                        filters?: number[];
-                                        /** @description Square kernel size of every conv (default 5). */
-                                        kernelSize?: number;
-                                        /** @description conv-autoencoder: units of the dense code layer enc_code (default 64; 0 = none). */
-                                        bottleneck?: number;
-                                        /** @description conv-classifier: units of the hidden dense layer before the output (default 0 = none). */
-                                        units?: number;
-                                    };
-                                    /** @description transfer: keep the source layers up to and including this one. */
-                                    cut?: string;
-                                    /** @description Layers appended after `cut` (or after the last kept layer). */
-                                    head?: {
-                                        /**
-                                         * @description Layer kind.
-                                         * @enum {unknown}
-                                         */
-                                        type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization";
-                                        /** @description Layer name (default head_<index>_<type>); must not clash with a kept source layer. */
-                                        name?: string;
-                                        /** @description dense: output units (required for dense). */
-                                        units?: number;
-                                        /**
-                                         * @description dense: activation (default linear).
-                                         * @enum {unknown}
-                                         */
-                                        activation?: "linear" | "relu" | "relu6" | "elu" | "selu" | "sigmoid" | "softmax" | "softplus" | "tanh" | "swish";
-                                        /** @description dense: add a bias (default true). */
-                                        useBias?: boolean;
-                                        /** @description dropout: fraction dropped (required for dropout). */
-                                        rate?: number;
-                                        /** @description batchNormalization: moving-average momentum (default 0.99). */
-                                        momentum?: number;
-                                    }[];
-                                    /** @description A Keras / TensorFlow.js model JSON (`modelTopology` or the model config) for full control. */
-                                    topology?: {
-                                        [key: string]: unknown;
-                                    };
-                                };
-                                dataset: {
-                                    /** @description Dataset under datasets/. */
-                                    name: string;
-                                    /** @description Fraction of the training split held out (stratified, seeded); default 0.1. */
-                                    validationSplit?: number;
-                                    /** @description Use at most this many training samples (a seeded stratified subset), e.g. to study small data. */
-                                    limit?: number;
-                                };
-                                training?: {
-                                    /** @description default 10 */
-                                    epochs?: number;
-                                    /** @description default 32 */
-                                    batchSize?: number;
-                                    /**
-                                     * @description default adam
-                                     * @enum {unknown}
-                                     */
-                                    optimizer?: "adam" | "sgd" | "momentum" | "rmsprop" | "adagrad";
-                                    /** @description default 0.001 */
-                                    learningRate?: number;
-                                    /** @description Seeds initialisation, split and shuffling (default 0). */
-                                    seed?: number;
-                                    /** @description Regex over layer names → learning-rate multiplier (first match wins), e.g. {"^enc_": 0.1}. Each group gets its own optimizer. */
-                                    lrMultipliers?: {
-                                        [key: string]: number;
-                                    };
-                                    earlyStopping?: {
-                                        /** @description Epochs without validation-loss improvement before stopping. */
-                                        patience: number;
-                                        /** @description Smallest improvement that counts (default 0). */
-                                        minDelta?: number;
-                                    };
-                                    /** @description Fail the job with `timeout` past this training time. */
-                                    maxRuntimeSeconds?: number;
-                                };
-                                output: {
-                                    /** @description Name of the checkpoint to write; must not exist yet. */
-                                    checkpoint: string;
-                                    /**
-                                     * @description `best` keeps the weights of the epoch with the lowest validation loss (default last).
-                                     * @enum {unknown}
-                                     */
-                                    select?: "last" | "best";
-                                };
-                            };
-                            progress: {
-                                /** @description loading | building | caching | training | evaluating | saving */
-                                phase?: string;
-                                epoch: number;
-                                epochs: number;
-                                batch: number;
-                                batches: number;
-                                loss: number | null;
-                                accuracy: number | null;
-                                valLoss: number | null;
-                                valAccuracy: number | null;
-                                samplesPerSecond?: number | null;
-                                updatedAt?: string;
-                            } | null;
-                            result: {
-                                checkpoint: string;
-                                /** @description tensorflow | wasm | cpu */
-                                backend: string;
-                                metrics: {
-                                    train?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    };
-                                    validation?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    } | null;
-                                    test?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    } | null;
-                                };
-                                epochsRun?: number;
-                                restored?: string[];
-                                skipped?: string[];
-                                frozen?: string[];
-                                featureCache?: boolean;
-                                trainingSeconds?: number;
-                            } | null;
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            } | null;
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        post: operations["cancelJob"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1709,77 +110,7 @@ export interface paths {
          * A job's training checkpoints (written every epoch and on worker shutdown), oldest first
          * @description A worker that takes over a job resumes from the newest. The last EPOCH_CHECKPOINTS_KEEP are kept.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: {
-                                /** @description The epoch it resumes (1-based). */
-                                epoch: number;
-                                /** @description Batches of that epoch already done. */
-                                batch: number;
-                                /** Format: date-time */
-                                createdAt: string;
-                                /** @description The last finished epoch. */
-                                metrics: {
-                                    [key: string]: number | null;
-                                } | null;
-                            }[];
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["listJobTrainingCheckpoints"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1799,84 +130,7 @@ export interface paths {
          * A job's events, oldest first (JSON, or Server-Sent Events with Accept: text/event-stream)
          * @description Status changes, per-epoch metrics, warnings, resume notices and errors. With `Accept: text/event-stream` the same events stream live until the job ends; reconnect with `Last-Event-ID` to continue without gaps or duplicates.
          */
-        get: {
-            parameters: {
-                query: {
-                    /** @description Return events after this id. */
-                    after?: string;
-                    limit: number;
-                };
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: {
-                                /** @description Ordered event id; pass it as `after` (or Last-Event-ID) to continue after it. */
-                                id: string;
-                                /** Format: date-time */
-                                at: string;
-                                /** @enum {unknown} */
-                                level: "info" | "warning" | "error";
-                                /** @enum {unknown} */
-                                type: "message" | "metrics";
-                                message: string;
-                                data: {
-                                    [key: string]: unknown;
-                                } | null;
-                            }[];
-                            nextCursor: string | null;
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["listJobEvents"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1893,250 +147,7 @@ export interface paths {
             cookie?: never;
         };
         /** Get a job */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            /** @enum {unknown} */
-                            type: "pretrain" | "transfer";
-                            /** @enum {unknown} */
-                            status: "queued" | "running" | "succeeded" | "failed" | "cancelled";
-                            /** Format: date-time */
-                            createdAt: string;
-                            startedAt: string | null;
-                            finishedAt: string | null;
-                            /** @description Times a worker has started this job. */
-                            attempts: number;
-                            worker?: string | null;
-                            /** @description A transfer-learning or pretraining job. */
-                            spec: {
-                                /**
-                                 * @description `transfer` restores weights from `source.checkpoint`; `pretrain` builds a network from scratch (`model.architecture` or `model.topology`).
-                                 * @enum {unknown}
-                                 */
-                                type: "pretrain" | "transfer";
-                                /** @description transfer only: where restored weights come from. */
-                                source?: {
-                                    /** @description Source checkpoint under checkpoints/. */
-                                    checkpoint: string;
-                                    /** @description Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight). */
-                                    restore?: string;
-                                };
-                                /** @description Layers whose weights stay fixed: a regex over layer names or a list of names. A frozen BatchNormalization runs in inference mode. */
-                                freeze?: string | string[];
-                                /** @description The target network. Without it a transfer job keeps the source topology. */
-                                model?: {
-                                    /**
-                                     * @description pretrain: a built-in network.
-                                     * @enum {unknown}
-                                     */
-                                    architecture?: "conv-autoencoder" | "conv-classifier";
-                                    /** @description Options of a built-in architecture. */
-                                    options?: {
-                                        /** @description [height, width, channels]; default: the dataset's shape. */
-                                        inputShape?: number[];
-                                        /** @description Filters per encoder conv (default [16, 32]); layers are enc_conv1, enc_conv2, ... */
-                                        filters?: number[];
-                                        /** @description Square kernel size of every conv (default 5). */
-                                        kernelSize?: number;
-                                        /** @description conv-autoencoder: units of the dense code layer enc_code (default 64; 0 = none). */
-                                        bottleneck?: number;
-                                        /** @description conv-classifier: units of the hidden dense layer before the output (default 0 = none). */
-                                        units?: number;
-                                    };
-                                    /** @description transfer: keep the source layers up to and including this one. */
-                                    cut?: string;
-                                    /** @description Layers appended after `cut` (or after the last kept layer). */
-                                    head?: {
-                                        /**
-                                         * @description Layer kind.
-                                         * @enum {unknown}
-                                         */
-                                        type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization";
-                                        /** @description Layer name (default head_<index>_<type>); must not clash with a kept source layer. */
-                                        name?: string;
-                                        /** @description dense: output units (required for dense). */
-                                        units?: number;
-                                        /**
-                                         * @description dense: activation (default linear).
-                                         * @enum {unknown}
-                                         */
-                                        activation?: "linear" | "relu" | "relu6" | "elu" | "selu" | "sigmoid" | "softmax" | "softplus" | "tanh" | "swish";
-                                        /** @description dense: add a bias (default true). */
-                                        useBias?: boolean;
-                                        /** @description dropout: fraction dropped (required for dropout). */
-                                        rate?: number;
-                                        /** @description batchNormalization: moving-average momentum (default 0.99). */
-                                        momentum?: number;
-                                    }[];
-                                    /** @description A Keras / TensorFlow.js model JSON (`modelTopology` or the model config) for full control. */
-                                    topology?: {
-                                        [key: string]: unknown;
-                                    };
-                                };
-                                dataset: {
-                                    /** @description Dataset under datasets/. */
-                                    name: string;
-                                    /** @description Fraction of the training split held out (stratified, seeded); default 0.1. */
-                                    validationSplit?: number;
-                                    /** @description Use at most this many training samples (a seeded stratified subset), e.g. to study small data. */
-                                    limit?: number;
-                                };
-                                training?: {
-                                    /** @description default 10 */
-                                    epochs?: number;
-                                    /** @description default 32 */
-                                    batchSize?: number;
-                                    /**
-                                     * @description default adam
-                                     * @enum {unknown}
-                                     */
-                                    optimizer?: "adam" | "sgd" | "momentum" | "rmsprop" | "adagrad";
-                                    /** @description default 0.001 */
-                                    learningRate?: number;
-                                    /** @description Seeds initialisation, split and shuffling (default 0). */
-                                    seed?: number;
-                                    /** @description Regex over layer names → learning-rate multiplier (first match wins), e.g. {"^enc_": 0.1}. Each group gets its own optimizer. */
-                                    lrMultipliers?: {
-                                        [key: string]: number;
-                                    };
-                                    earlyStopping?: {
-                                        /** @description Epochs without validation-loss improvement before stopping. */
-                                        patience: number;
-                                        /** @description Smallest improvement that counts (default 0). */
-                                        minDelta?: number;
-                                    };
-                                    /** @description Fail the job with `timeout` past this training time. */
-                                    maxRuntimeSeconds?: number;
-                                };
-                                output: {
-                                    /** @description Name of the checkpoint to write; must not exist yet. */
-                                    checkpoint: string;
-                                    /**
-                                     * @description `best` keeps the weights of the epoch with the lowest validation loss (default last).
-                                     * @enum {unknown}
-                                     */
-                                    select?: "last" | "best";
-                                };
-                            };
-                            progress: {
-                                /** @description loading | building | caching | training | evaluating | saving */
-                                phase?: string;
-                                epoch: number;
-                                epochs: number;
-                                batch: number;
-                                batches: number;
-                                loss: number | null;
-                                accuracy: number | null;
-                                valLoss: number | null;
-                                valAccuracy: number | null;
-                                samplesPerSecond?: number | null;
-                                updatedAt?: string;
-                            } | null;
-                            result: {
-                                checkpoint: string;
-                                /** @description tensorflow | wasm | cpu */
-                                backend: string;
-                                metrics: {
-                                    train?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    };
-                                    validation?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    } | null;
-                                    test?: {
-                                        loss: number;
-                                        accuracy?: number | null;
-                                        perClassAccuracy?: {
-                                            [key: string]: number | null;
-                                        };
-                                        confusionMatrix?: number[][];
-                                        samples?: number;
-                                    } | null;
-                                };
-                                epochsRun?: number;
-                                restored?: string[];
-                                skipped?: string[];
-                                frozen?: string[];
-                                featureCache?: boolean;
-                                trainingSeconds?: number;
-                            } | null;
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            } | null;
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["getJob"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2153,249 +164,13 @@ export interface paths {
             cookie?: never;
         };
         /** List checkpoints */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: {
-                                name: string;
-                                /**
-                                 * Format: date-time
-                                 * @description From the manifest, else the folder time.
-                                 */
-                                createdAt: string;
-                                jobId: string | null;
-                                task: ("classification" | "reconstruction") | null;
-                                /** @description null when model.json cannot be read. */
-                                params: number | null;
-                                /** @description One sample, without the batch dimension. */
-                                inputShape: number[] | null;
-                                sizeBytes: number;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["listCheckpoints"];
         put?: never;
         /**
          * Upload a checkpoint (multipart: `name` + model.json and its weight files, or one .zip / .tar.gz)
          * @description A TensorFlow.js layers-format model. It is verified by loading its topology and checking every weight against the bytes its files hold (and the hashes of manifest.json when present), then stored with a manifest. An archive from GET /v1/checkpoints/{name}/archive is accepted back unchanged. 201 with the layer table.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            name: string;
-                            /** Format: date-time */
-                            createdAt: string;
-                            sizeBytes: number;
-                            /** @description One sample, without the batch dimension. */
-                            inputShape: number[] | null;
-                            layers: {
-                                name: string;
-                                /** @description Keras/tfjs class, e.g. Conv2D, Dense, InputLayer. */
-                                className: string;
-                                /** @description null when unknown (no manifest, or a layer shared between outputs of different shapes). */
-                                outputShape: (number | null)[] | (number | null)[][] | null;
-                                params: number;
-                                /** @description false for frozen layers. */
-                                trainable: boolean;
-                                weights: {
-                                    /** @description `<layer>/<weight>`, e.g. enc_conv1/kernel: what a restore regex matches. */
-                                    name: string;
-                                    shape: number[];
-                                }[];
-                            }[];
-                            /** @description null for a checkpoint without manifest.json. */
-                            manifest: {
-                                /** @enum {number} */
-                                formatVersion: 1;
-                                name: string;
-                                /** Format: date-time */
-                                createdAt: string;
-                                jobId: string;
-                                /** @enum {unknown} */
-                                jobType: "pretrain" | "transfer" | "upload";
-                                /** @enum {unknown} */
-                                task?: "classification" | "reconstruction";
-                                /** @description One sample, without the batch dimension, e.g. [28, 28, 1]. */
-                                inputShape?: number[];
-                                /** @description Class names, index = output unit. */
-                                labels?: string[];
-                                /** @description The job spec that produced this checkpoint. */
-                                spec?: {
-                                    [key: string]: unknown;
-                                };
-                                source?: {
-                                    checkpoint: string;
-                                    /** @description Weight names copied from the source. */
-                                    restored: string[];
-                                    /** @description Source weights the restore regex did not select, or the target lacks. */
-                                    skipped: string[];
-                                    mismatched: {
-                                        name: string;
-                                        sourceShape: number[];
-                                        targetShape: number[];
-                                    }[];
-                                } | null;
-                                /** @description Layers trained with trainable = false. */
-                                frozen?: string[];
-                                /** @description Learning-rate multipliers as the job applied them. */
-                                lrMultipliers?: {
-                                    [key: string]: number;
-                                };
-                                /** @description tensorflow | wasm | cpu */
-                                backend?: string;
-                                metrics?: {
-                                    [key: string]: unknown;
-                                };
-                                /** @description One entry per epoch (loss, accuracy, valLoss...); null = not a number. */
-                                history?: {
-                                    [key: string]: number | null;
-                                }[];
-                                layers: {
-                                    name: string;
-                                    /** @description Keras/tfjs class, e.g. Conv2D, Dense, InputLayer. */
-                                    className: string;
-                                    /** @description null when unknown (no manifest, or a layer shared between outputs of different shapes). */
-                                    outputShape: (number | null)[] | (number | null)[][] | null;
-                                    params: number;
-                                    /** @description false for frozen layers. */
-                                    trainable: boolean;
-                                    weights: {
-                                        /** @description `<layer>/<weight>`, e.g. enc_conv1/kernel: what a restore regex matches. */
-                                        name: string;
-                                        shape: number[];
-                                    }[];
-                                }[];
-                                /** @description Every file of the checkpoint except manifest.json: relative path → sha256 and size. */
-                                files: {
-                                    [key: string]: {
-                                        sha256: string;
-                                        bytes: number;
-                                    };
-                                };
-                            } | null;
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                422: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        post: operations["uploadCheckpoint"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2410,254 +185,14 @@ export interface paths {
             cookie?: never;
         };
         /** Describe a checkpoint: layers (class, output shape, params, weights) and its manifest */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            name: string;
-                            /** Format: date-time */
-                            createdAt: string;
-                            sizeBytes: number;
-                            /** @description One sample, without the batch dimension. */
-                            inputShape: number[] | null;
-                            layers: {
-                                name: string;
-                                /** @description Keras/tfjs class, e.g. Conv2D, Dense, InputLayer. */
-                                className: string;
-                                /** @description null when unknown (no manifest, or a layer shared between outputs of different shapes). */
-                                outputShape: (number | null)[] | (number | null)[][] | null;
-                                params: number;
-                                /** @description false for frozen layers. */
-                                trainable: boolean;
-                                weights: {
-                                    /** @description `<layer>/<weight>`, e.g. enc_conv1/kernel: what a restore regex matches. */
-                                    name: string;
-                                    shape: number[];
-                                }[];
-                            }[];
-                            /** @description null for a checkpoint without manifest.json. */
-                            manifest: {
-                                /** @enum {number} */
-                                formatVersion: 1;
-                                name: string;
-                                /** Format: date-time */
-                                createdAt: string;
-                                jobId: string;
-                                /** @enum {unknown} */
-                                jobType: "pretrain" | "transfer" | "upload";
-                                /** @enum {unknown} */
-                                task?: "classification" | "reconstruction";
-                                /** @description One sample, without the batch dimension, e.g. [28, 28, 1]. */
-                                inputShape?: number[];
-                                /** @description Class names, index = output unit. */
-                                labels?: string[];
-                                /** @description The job spec that produced this checkpoint. */
-                                spec?: {
-                                    [key: string]: unknown;
-                                };
-                                source?: {
-                                    checkpoint: string;
-                                    /** @description Weight names copied from the source. */
-                                    restored: string[];
-                                    /** @description Source weights the restore regex did not select, or the target lacks. */
-                                    skipped: string[];
-                                    mismatched: {
-                                        name: string;
-                                        sourceShape: number[];
-                                        targetShape: number[];
-                                    }[];
-                                } | null;
-                                /** @description Layers trained with trainable = false. */
-                                frozen?: string[];
-                                /** @description Learning-rate multipliers as the job applied them. */
-                                lrMultipliers?: {
-                                    [key: string]: number;
-                                };
-                                /** @description tensorflow | wasm | cpu */
-                                backend?: string;
-                                metrics?: {
-                                    [key: string]: unknown;
-                                };
-                                /** @description One entry per epoch (loss, accuracy, valLoss...); null = not a number. */
-                                history?: {
-                                    [key: string]: number | null;
-                                }[];
-                                layers: {
-                                    name: string;
-                                    /** @description Keras/tfjs class, e.g. Conv2D, Dense, InputLayer. */
-                                    className: string;
-                                    /** @description null when unknown (no manifest, or a layer shared between outputs of different shapes). */
-                                    outputShape: (number | null)[] | (number | null)[][] | null;
-                                    params: number;
-                                    /** @description false for frozen layers. */
-                                    trainable: boolean;
-                                    weights: {
-                                        /** @description `<layer>/<weight>`, e.g. enc_conv1/kernel: what a restore regex matches. */
-                                        name: string;
-                                        shape: number[];
-                                    }[];
-                                }[];
-                                /** @description Every file of the checkpoint except manifest.json: relative path → sha256 and size. */
-                                files: {
-                                    [key: string]: {
-                                        sha256: string;
-                                        bytes: number;
-                                    };
-                                };
-                            } | null;
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                422: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["getCheckpoint"];
         put?: never;
         post?: never;
         /**
          * Delete a checkpoint
          * @description 409 while a queued or running job uses it; 204 otherwise.
          */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                204: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-                /** @description Every error has this shape. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        delete: operations["deleteCheckpoint"];
         options?: never;
         head?: never;
         patch?: never;
@@ -2671,191 +206,13 @@ export interface paths {
             cookie?: never;
         };
         /** List datasets */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: {
-                                name: string;
-                                format: ("idx" | "image-folder") | null;
-                                /** @description idx: the stored [rows, cols, channels]. image-folder: the first image's size and channels (1 if grayscale, else 3; alpha is dropped), null if that image cannot be read; training resizes every image to the model input. */
-                                inputShape: number[] | null;
-                                numClasses: number | null;
-                                trainCount: number | null;
-                                /** @description null when the dataset has no test split. */
-                                testCount: number | null;
-                                sizeBytes: number;
-                                /** Format: date-time */
-                                createdAt: string;
-                                /** @description Why the dataset cannot be used (e.g. dataset_invalid); the other fields that need a valid dataset are then null. */
-                                error: {
-                                    code: string;
-                                    message: string;
-                                    param: string | null;
-                                } | null;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["listDatasets"];
         put?: never;
         /**
          * Upload a dataset (multipart: `name` + one .zip or .tar.gz file)
          * @description The archive holds IDX files (train-images-idx3-ubyte[.gz] + train-labels-idx1-ubyte[.gz], optional t10k-*) or image folders (train/<class>/*.png|jpg, optional test/<class>/, or <class>/* directly), at its root or inside one top folder. It is streamed to disk, unpacked privately (absolute paths, `..`, links and devices are refused; sizes and entry counts are bounded), every file is validated, and the dataset appears atomically. 201 with its description.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description A dataset under datasets/<name>/. */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            name: string;
-                            /**
-                             * @description Detected from the files (DESIGN §3).
-                             * @enum {unknown}
-                             */
-                            format: "idx" | "image-folder";
-                            /** @description idx: the stored [rows, cols, channels]. image-folder: the first image's size and channels (1 if grayscale, else 3; alpha is dropped), null if that image cannot be read; training resizes every image to the model input. */
-                            inputShape: number[] | null;
-                            /** @description Class names; a label is an index into this list. idx: "0".."<largest label>"; image-folder: the sorted class folder names. */
-                            classes: string[];
-                            numClasses: number;
-                            splits: {
-                                train: {
-                                    /** @description Samples in the split. */
-                                    count: number;
-                                    /** @description Samples per class, in the order of `classes`. */
-                                    perClass: number[];
-                                };
-                                test?: {
-                                    /** @description Samples in the split. */
-                                    count: number;
-                                    /** @description Samples per class, in the order of `classes`. */
-                                    perClass: number[];
-                                };
-                            };
-                            /** @description Bytes of all files in the dataset folder. */
-                            sizeBytes: number;
-                            /** Format: date-time */
-                            createdAt: string;
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                422: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        post: operations["uploadDataset"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2870,192 +227,14 @@ export interface paths {
             cookie?: never;
         };
         /** Describe a dataset: format, input shape, classes, counts per split */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description A dataset under datasets/<name>/. */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            name: string;
-                            /**
-                             * @description Detected from the files (DESIGN §3).
-                             * @enum {unknown}
-                             */
-                            format: "idx" | "image-folder";
-                            /** @description idx: the stored [rows, cols, channels]. image-folder: the first image's size and channels (1 if grayscale, else 3; alpha is dropped), null if that image cannot be read; training resizes every image to the model input. */
-                            inputShape: number[] | null;
-                            /** @description Class names; a label is an index into this list. idx: "0".."<largest label>"; image-folder: the sorted class folder names. */
-                            classes: string[];
-                            numClasses: number;
-                            splits: {
-                                train: {
-                                    /** @description Samples in the split. */
-                                    count: number;
-                                    /** @description Samples per class, in the order of `classes`. */
-                                    perClass: number[];
-                                };
-                                test?: {
-                                    /** @description Samples in the split. */
-                                    count: number;
-                                    /** @description Samples per class, in the order of `classes`. */
-                                    perClass: number[];
-                                };
-                            };
-                            /** @description Bytes of all files in the dataset folder. */
-                            sizeBytes: number;
-                            /** Format: date-time */
-                            createdAt: string;
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                422: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["getDataset"];
         put?: never;
         post?: never;
         /**
          * Delete a dataset
          * @description 409 while a queued or running job uses it; 204 otherwise.
          */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                204: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-                /** @description Every error has this shape. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        delete: operations["deleteDataset"];
         options?: never;
         head?: never;
         patch?: never;
@@ -3069,85 +248,7 @@ export interface paths {
             cookie?: never;
         };
         /** Download a checkpoint as one .tar.gz (or .zip with Accept: application/zip) */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The checkpoint archive, streamed. */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/gzip": unknown;
-                        "application/zip": unknown;
-                    };
-                };
-                /** @description Every error has this shape. */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/gzip": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                        "application/zip": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-                /** @description Every error has this shape. */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/gzip": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                        "application/zip": {
-                            error: {
-                                /** @description Stable snake_case code. */
-                                code: string;
-                                /** @description What went wrong and what to do about it. */
-                                message: string;
-                                param: string | null;
-                                details?: unknown;
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["downloadCheckpointArchive"];
         put?: never;
         post?: never;
         delete?: never;
@@ -3159,7 +260,394 @@ export interface paths {
 }
 export type webhooks = Record<string, never>;
 export interface components {
-    schemas: never;
+    schemas: {
+        /** @description Every error has this shape. */
+        ErrorResponse: {
+            error: {
+                /** @description Stable snake_case code. */
+                code: string;
+                /** @description What went wrong and what to do about it. */
+                message: string;
+                param: string | null;
+                details?: unknown;
+            };
+        };
+        /** @description A transfer-learning or pretraining job. */
+        JobSpec: {
+            /**
+             * @description `transfer` restores weights from `source.checkpoint`; `pretrain` builds a network from scratch (`model.architecture` or `model.topology`).
+             * @enum {unknown}
+             */
+            type: "pretrain" | "transfer";
+            /** @description transfer only: where restored weights come from. */
+            source?: {
+                /** @description Source checkpoint under checkpoints/. */
+                checkpoint: string;
+                /** @description Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight). */
+                restore?: string;
+            };
+            /** @description Layers whose weights stay fixed: a regex over layer names or a list of names. A frozen BatchNormalization runs in inference mode. */
+            freeze?: string | string[];
+            /** @description The target network. Without it a transfer job keeps the source topology. */
+            model?: {
+                /**
+                 * @description pretrain: a built-in network.
+                 * @enum {unknown}
+                 */
+                architecture?: "conv-autoencoder" | "conv-classifier";
+                /** @description Options of a built-in architecture. */
+                options?: {
+                    /** @description [height, width, channels]; default: the dataset's shape. */
+                    inputShape?: number[];
+                    /** @description Filters per encoder conv (default [16, 32]); layers are enc_conv1, enc_conv2, ... */
+                    filters?: number[];
+                    /** @description Square kernel size of every conv (default 5). */
+                    kernelSize?: number;
+                    /** @description conv-autoencoder: units of the dense code layer enc_code (default 64; 0 = none). */
+                    bottleneck?: number;
+                    /** @description conv-classifier: units of the hidden dense layer before the output (default 0 = none). */
+                    units?: number;
+                };
+                /** @description transfer: keep the source layers up to and including this one. */
+                cut?: string;
+                /** @description Layers appended after `cut` (or after the last kept layer). */
+                head?: {
+                    /**
+                     * @description Layer kind.
+                     * @enum {unknown}
+                     */
+                    type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization";
+                    /** @description Layer name (default head_<index>_<type>); must not clash with a kept source layer. */
+                    name?: string;
+                    /** @description dense: output units (required for dense). */
+                    units?: number;
+                    /**
+                     * @description dense: activation (default linear).
+                     * @enum {unknown}
+                     */
+                    activation?: "linear" | "relu" | "relu6" | "elu" | "selu" | "sigmoid" | "softmax" | "softplus" | "tanh" | "swish";
+                    /** @description dense: add a bias (default true). */
+                    useBias?: boolean;
+                    /** @description dropout: fraction dropped (required for dropout). */
+                    rate?: number;
+                    /** @description batchNormalization: moving-average momentum (default 0.99). */
+                    momentum?: number;
+                }[];
+                /** @description A Keras / TensorFlow.js model JSON (`modelTopology` or the model config) for full control. */
+                topology?: {
+                    [key: string]: unknown;
+                };
+            };
+            dataset: {
+                /** @description Dataset under datasets/. */
+                name: string;
+                /** @description Fraction of the training split held out (stratified, seeded); default 0.1. */
+                validationSplit?: number;
+                /** @description Use at most this many training samples (a seeded stratified subset), e.g. to study small data. */
+                limit?: number;
+            };
+            training?: {
+                /** @description default 10 */
+                epochs?: number;
+                /** @description default 32 */
+                batchSize?: number;
+                /**
+                 * @description default adam
+                 * @enum {unknown}
+                 */
+                optimizer?: "adam" | "sgd" | "momentum" | "rmsprop" | "adagrad";
+                /** @description default 0.001 */
+                learningRate?: number;
+                /** @description Seeds initialisation, split and shuffling (default 0). */
+                seed?: number;
+                /** @description Regex over layer names → learning-rate multiplier (first match wins), e.g. {"^enc_": 0.1}. Each group gets its own optimizer. */
+                lrMultipliers?: {
+                    [key: string]: number;
+                };
+                earlyStopping?: {
+                    /** @description Epochs without validation-loss improvement before stopping. */
+                    patience: number;
+                    /** @description Smallest improvement that counts (default 0). */
+                    minDelta?: number;
+                };
+                /** @description Fail the job with `timeout` past this training time. */
+                maxRuntimeSeconds?: number;
+            };
+            output: {
+                /** @description Name of the checkpoint to write; must not exist yet. */
+                checkpoint: string;
+                /**
+                 * @description `best` keeps the weights of the epoch with the lowest validation loss (default last).
+                 * @enum {unknown}
+                 */
+                select?: "last" | "best";
+            };
+        };
+        Job: {
+            id: string;
+            /** @enum {unknown} */
+            type: "pretrain" | "transfer";
+            /** @enum {unknown} */
+            status: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+            /** Format: date-time */
+            createdAt: string;
+            startedAt: string | null;
+            finishedAt: string | null;
+            /** @description Times a worker has started this job. */
+            attempts: number;
+            worker?: string | null;
+            spec: components["schemas"]["JobSpec"];
+            progress: {
+                /** @description loading | building | caching | training | evaluating | saving */
+                phase?: string;
+                epoch: number;
+                epochs: number;
+                batch: number;
+                batches: number;
+                loss: number | null;
+                accuracy: number | null;
+                valLoss: number | null;
+                valAccuracy: number | null;
+                samplesPerSecond?: number | null;
+                updatedAt?: string;
+            } | null;
+            result: {
+                checkpoint: string;
+                /** @description tensorflow | wasm | cpu */
+                backend: string;
+                metrics: {
+                    train?: {
+                        loss: number;
+                        accuracy?: number | null;
+                        perClassAccuracy?: {
+                            [key: string]: number | null;
+                        };
+                        confusionMatrix?: number[][];
+                        samples?: number;
+                    };
+                    validation?: {
+                        loss: number;
+                        accuracy?: number | null;
+                        perClassAccuracy?: {
+                            [key: string]: number | null;
+                        };
+                        confusionMatrix?: number[][];
+                        samples?: number;
+                    } | null;
+                    test?: {
+                        loss: number;
+                        accuracy?: number | null;
+                        perClassAccuracy?: {
+                            [key: string]: number | null;
+                        };
+                        confusionMatrix?: number[][];
+                        samples?: number;
+                    } | null;
+                };
+                epochsRun?: number;
+                restored?: string[];
+                skipped?: string[];
+                frozen?: string[];
+                featureCache?: boolean;
+                trainingSeconds?: number;
+            } | null;
+            error: {
+                /** @description Stable snake_case code. */
+                code: string;
+                /** @description What went wrong and what to do about it. */
+                message: string;
+                param: string | null;
+                details?: unknown;
+            } | null;
+        };
+        JobEvent: {
+            /** @description Ordered event id; pass it as `after` (or Last-Event-ID) to continue after it. */
+            id: string;
+            /** Format: date-time */
+            at: string;
+            /** @enum {unknown} */
+            level: "info" | "warning" | "error";
+            /** @enum {unknown} */
+            type: "message" | "metrics";
+            message: string;
+            data: {
+                [key: string]: unknown;
+            } | null;
+        };
+        PlanResult: {
+            /** @description POST /v1/jobs would accept this spec. */
+            valid: boolean;
+            errors: {
+                /** @description Stable snake_case code. */
+                code: string;
+                /** @description What went wrong and what to do about it. */
+                message: string;
+                param: string | null;
+                details?: unknown;
+            }[];
+            warnings: string[];
+            plan: {
+                /** @enum {unknown} */
+                task: "classification" | "reconstruction";
+                inputShape: number[];
+                layers: {
+                    name: string;
+                    className: string;
+                    /** @description Without the batch dimension's size (null). */
+                    outputShape: unknown[];
+                    params: number;
+                    /** @description Its weights come from the source. */
+                    restored: boolean;
+                    frozen: boolean;
+                    /** @description null for layers that do not train. */
+                    lrMultiplier: number | null;
+                }[];
+                weights: {
+                    restored: string[];
+                    skipped: string[];
+                    mismatched: {
+                        name: string;
+                        sourceShape: number[];
+                        targetShape: number[];
+                    }[];
+                };
+                params: {
+                    total: number;
+                    trainable: number;
+                    frozen: number;
+                };
+                featureCache: {
+                    applies: boolean;
+                    boundaryLayer: string | null;
+                };
+            } | null;
+        };
+        CheckpointDescription: {
+            name: string;
+            /** Format: date-time */
+            createdAt: string;
+            sizeBytes: number;
+            /** @description One sample, without the batch dimension. */
+            inputShape: number[] | null;
+            layers: {
+                name: string;
+                /** @description Keras/tfjs class, e.g. Conv2D, Dense, InputLayer. */
+                className: string;
+                /** @description null when unknown (no manifest, or a layer shared between outputs of different shapes). */
+                outputShape: (number | null)[] | (number | null)[][] | null;
+                params: number;
+                /** @description false for frozen layers. */
+                trainable: boolean;
+                weights: {
+                    /** @description `<layer>/<weight>`, e.g. enc_conv1/kernel: what a restore regex matches. */
+                    name: string;
+                    shape: number[];
+                }[];
+            }[];
+            /** @description null for a checkpoint without manifest.json. */
+            manifest: {
+                /** @enum {number} */
+                formatVersion: 1;
+                name: string;
+                /** Format: date-time */
+                createdAt: string;
+                jobId: string;
+                /** @enum {unknown} */
+                jobType: "pretrain" | "transfer" | "upload";
+                /** @enum {unknown} */
+                task?: "classification" | "reconstruction";
+                /** @description One sample, without the batch dimension, e.g. [28, 28, 1]. */
+                inputShape?: number[];
+                /** @description Class names, index = output unit. */
+                labels?: string[];
+                /** @description The job spec that produced this checkpoint. */
+                spec?: {
+                    [key: string]: unknown;
+                };
+                source?: {
+                    checkpoint: string;
+                    /** @description Weight names copied from the source. */
+                    restored: string[];
+                    /** @description Source weights the restore regex did not select, or the target lacks. */
+                    skipped: string[];
+                    mismatched: {
+                        name: string;
+                        sourceShape: number[];
+                        targetShape: number[];
+                    }[];
+                } | null;
+                /** @description Layers trained with trainable = false. */
+                frozen?: string[];
+                /** @description Learning-rate multipliers as the job applied them. */
+                lrMultipliers?: {
+                    [key: string]: number;
+                };
+                /** @description tensorflow | wasm | cpu */
+                backend?: string;
+                metrics?: {
+                    [key: string]: unknown;
+                };
+                /** @description One entry per epoch (loss, accuracy, valLoss...); null = not a number. */
+                history?: {
+                    [key: string]: number | null;
+                }[];
+                layers: {
+                    name: string;
+                    /** @description Keras/tfjs class, e.g. Conv2D, Dense, InputLayer. */
+                    className: string;
+                    /** @description null when unknown (no manifest, or a layer shared between outputs of different shapes). */
+                    outputShape: (number | null)[] | (number | null)[][] | null;
+                    params: number;
+                    /** @description false for frozen layers. */
+                    trainable: boolean;
+                    weights: {
+                        /** @description `<layer>/<weight>`, e.g. enc_conv1/kernel: what a restore regex matches. */
+                        name: string;
+                        shape: number[];
+                    }[];
+                }[];
+                /** @description Every file of the checkpoint except manifest.json: relative path → sha256 and size. */
+                files: {
+                    [key: string]: {
+                        sha256: string;
+                        bytes: number;
+                    };
+                };
+            } | null;
+        };
+        /** @description A dataset under datasets/<name>/. */
+        DatasetDescription: {
+            name: string;
+            /**
+             * @description Detected from the files (DESIGN §3).
+             * @enum {unknown}
+             */
+            format: "idx" | "image-folder";
+            /** @description idx: the stored [rows, cols, channels]. image-folder: the first image's size and channels (1 if grayscale, else 3; alpha is dropped), null if that image cannot be read; training resizes every image to the model input. */
+            inputShape: number[] | null;
+            /** @description Class names; a label is an index into this list. idx: "0".."<largest label>"; image-folder: the sorted class folder names. */
+            classes: string[];
+            numClasses: number;
+            splits: {
+                train: {
+                    /** @description Samples in the split. */
+                    count: number;
+                    /** @description Samples per class, in the order of `classes`. */
+                    perClass: number[];
+                };
+                test?: {
+                    /** @description Samples in the split. */
+                    count: number;
+                    /** @description Samples per class, in the order of `classes`. */
+                    perClass: number[];
+                };
+            };
+            /** @description Bytes of all files in the dataset folder. */
+            sizeBytes: number;
+            /** Format: date-time */
+            createdAt: string;
+        };
+    };
     responses: never;
     parameters: never;
     requestBodies: never;
@@ -3167,4 +655,924 @@ export interface components {
     pathItems: never;
 }
 export type $defs = Record<string, never>;
-export type operations = Record<string, never>;
+export interface operations {
+    getHealth: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        status: "ok";
+                    };
+                };
+            };
+            /** @description The request cannot be served as sent (e.g. 404 route_not_found, 415 unsupported_media_type). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    getReadiness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status: string;
+                        checks: {
+                            redis: {
+                                ok: boolean;
+                                error?: string;
+                            };
+                            volume: {
+                                ok: boolean;
+                                error?: string;
+                            };
+                        };
+                    };
+                };
+            };
+            /** @description Default Response */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status: string;
+                        checks: {
+                            redis: {
+                                ok: boolean;
+                                error?: string;
+                            };
+                            volume: {
+                                ok: boolean;
+                                error?: string;
+                            };
+                        };
+                    };
+                };
+            };
+            /** @description The request cannot be served as sent (e.g. 404 route_not_found, 415 unsupported_media_type). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    listJobs: {
+        parameters: {
+            query: {
+                status?: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+                limit: number;
+                /** @description `nextCursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["Job"][];
+                        nextCursor: string | null;
+                    };
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    submitJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A transfer-learning or pretraining job. */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["JobSpec"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description Default Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    planJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A transfer-learning or pretraining job. */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["JobSpec"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlanResult"];
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    cancelJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description Default Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    listJobTrainingCheckpoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description The epoch it resumes (1-based). */
+                            epoch: number;
+                            /** @description Batches of that epoch already done. */
+                            batch: number;
+                            /** Format: date-time */
+                            createdAt: string;
+                            /** @description The last finished epoch. */
+                            metrics: {
+                                [key: string]: number | null;
+                            } | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    listJobEvents: {
+        parameters: {
+            query: {
+                /** @description Return events after this id. */
+                after?: string;
+                limit: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["JobEvent"][];
+                        nextCursor: string | null;
+                    };
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    getJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    listCheckpoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            name: string;
+                            /**
+                             * Format: date-time
+                             * @description From the manifest, else the folder time.
+                             */
+                            createdAt: string;
+                            jobId: string | null;
+                            task: ("classification" | "reconstruction") | null;
+                            /** @description null when model.json cannot be read. */
+                            params: number | null;
+                            /** @description One sample, without the batch dimension. */
+                            inputShape: number[] | null;
+                            sizeBytes: number;
+                        }[];
+                    };
+                };
+            };
+            /** @description The request cannot be served as sent (e.g. 404 route_not_found, 415 unsupported_media_type). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    uploadCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckpointDescription"];
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    getCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckpointDescription"];
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    deleteCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    listDatasets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            name: string;
+                            format: ("idx" | "image-folder") | null;
+                            /** @description idx: the stored [rows, cols, channels]. image-folder: the first image's size and channels (1 if grayscale, else 3; alpha is dropped), null if that image cannot be read; training resizes every image to the model input. */
+                            inputShape: number[] | null;
+                            numClasses: number | null;
+                            trainCount: number | null;
+                            /** @description null when the dataset has no test split. */
+                            testCount: number | null;
+                            sizeBytes: number;
+                            /** Format: date-time */
+                            createdAt: string;
+                            /** @description Why the dataset cannot be used (e.g. dataset_invalid); the other fields that need a valid dataset are then null. */
+                            error: {
+                                code: string;
+                                message: string;
+                                param: string | null;
+                            } | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description The request cannot be served as sent (e.g. 404 route_not_found, 415 unsupported_media_type). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    uploadDataset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A dataset under datasets/<name>/. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetDescription"];
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    getDataset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A dataset under datasets/<name>/. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetDescription"];
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    deleteDataset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    downloadCheckpointArchive: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The checkpoint archive, streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": unknown;
+                    "application/zip": unknown;
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": components["schemas"]["ErrorResponse"];
+                    "application/zip": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": components["schemas"]["ErrorResponse"];
+                    "application/zip": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+}
