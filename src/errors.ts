@@ -16,14 +16,17 @@ export class GraftError extends Error {
   readonly statusCode: number;
   /** Extra machine-readable detail (e.g. the list of mismatched weights). */
   readonly details?: unknown;
+  /** For 429/503: when trying again may help, sent as Retry-After. */
+  readonly retryAfterSeconds?: number;
 
-  constructor(code: string, message: string, opts: { param?: string | null; statusCode?: number; details?: unknown } = {}) {
+  constructor(code: string, message: string, opts: { param?: string | null; statusCode?: number; details?: unknown; retryAfterSeconds?: number } = {}) {
     super(message);
     this.name = new.target.name;
     this.code = code;
     this.param = opts.param ?? null;
     this.statusCode = opts.statusCode ?? 400;
     if (opts.details !== undefined) this.details = opts.details;
+    if (opts.retryAfterSeconds !== undefined) this.retryAfterSeconds = opts.retryAfterSeconds;
   }
 
   toJSON(): ErrorBody & { details?: unknown } {
@@ -56,6 +59,13 @@ export class NotFoundError extends GraftError {
 export class ConflictError extends GraftError {
   constructor(code: string, message: string, param: string | null = null) {
     super(code, message, { param, statusCode: 409 });
+  }
+}
+
+/** The service is saturated for now (a pool queue is full); the request may be retried after `retryAfterSeconds`. */
+export class UnavailableError extends GraftError {
+  constructor(code: string, message: string, retryAfterSeconds: number) {
+    super(code, message, { statusCode: 503, retryAfterSeconds });
   }
 }
 

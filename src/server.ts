@@ -8,7 +8,7 @@ import { createServices } from './api/services';
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
   const logger = pino({ level: config.LOG_LEVEL, name: 'graft-api' });
-  const services = await createServices(config, logger);
+  const services = await createServices(config, logger, { warmPool: true });
   const app = await buildApp({ config, deps: services.deps, logger: { level: config.LOG_LEVEL, name: 'graft-api' } });
 
   closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {

@@ -62,7 +62,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
 
   app.setErrorHandler((err: FastifyError | GraftError, request, reply) => {
     if (err instanceof GraftError) {
-      if (err.statusCode >= 500) request.log.error({ err }, 'request failed');
+      if (err.statusCode >= 500 && err.statusCode !== 503) request.log.error({ err }, 'request failed');
+      if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
       return reply.status(err.statusCode).send({ error: err.toJSON() });
     }
     const status = err.statusCode ?? 500;

@@ -7,14 +7,15 @@ import { JobQueue } from '../jobs/job-queue';
 import { JobService, type Planner } from '../jobs/job-service';
 import { JobStore } from '../jobs/job-store';
 import type { Redis } from 'ioredis';
-import type * as PlanModule from '../../workers/engine/plan';
 import { createRedis } from '../redis';
 import type { PreflightStorage } from '../spec/preflight';
 import { CheckpointCatalog } from '../storage/checkpoints';
 import { DatasetCatalog } from '../storage/datasets';
 import { DataLayout } from '../storage/layout';
-import { UploadService, validateDatasetFolder, type UploadValidator } from '../storage/uploads';
+import { UploadService, type UploadValidator } from '../storage/uploads';
 import { ApiMetrics, QUEUE_STATES } from './metrics';
+import { PlanCache } from './plan-cache';
+import { UntrustedPool } from './untrusted-pool';
 
 /** How long an Idempotency-Key remembers its job (clients retry within minutes, not days). */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -42,11 +43,17 @@ export interface Services {
   layout: DataLayout;
   store: JobStore;
   queue: JobQueue;
+  pool: UntrustedPool;
   /** Idempotent. */
   close(): Promise<void>;
 }
 
-export async function createServices(config: Readonly<Config>, logger: Logger): Promise<Services> {
+export interface ServicesOptions {
+  /** Start the untrusted-work pool's threads at once and keep them (the server does; tests need not). */
+  warmPool?: boolean;
+}
+
+export async function createServices(config: Readonly<Config>, logger: Logger, opts: ServicesOptions = {}): Promise<Services> {
   const layout = new DataLayout(config.DATA_DIR);
   await layout.ensure();
   const redis = createRedis(config.REDIS_URL);
@@ -55,13 +62,37 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
   const checkpoints = new CheckpointCatalog(layout);
   const datasets = new DatasetCatalog(layout);
   const storage = preflightStorage(checkpoints, datasets);
-  const jobs = new JobService({ store, queue, storage, logger, queueName: config.QUEUE_NAME, idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS }, layout, planner: makePlanner(checkpoints) });
+  const pool = new UntrustedPool({
+    threads: config.POOL_THREADS,
+    taskTimeoutMs: config.POOL_TASK_TIMEOUT_MS,
+    maxHeapMb: config.POOL_TASK_MAX_HEAP_MB,
+    maxQueue: config.POOL_MAX_QUEUE,
+    logger,
+    keepWarm: opts.warmPool,
+  });
+  if (opts.warmPool) await pool.warmup();
+  const metrics = new ApiMetrics({ queueCounts: () => queue.queue.getJobCounts(...QUEUE_STATES) });
+  metrics.register('untrusted', () => {
+    const s = pool.stats();
+    return { busy: s.running, queued: s.queued, capacity: config.POOL_THREADS };
+  });
+  const jobs = new JobService({
+    store,
+    queue,
+    storage,
+    logger,
+    queueName: config.QUEUE_NAME,
+    idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS },
+    layout,
+    planner: poolPlanner(pool, new PlanCache(layout), config),
+  });
 
   let closing: Promise<void> | null = null;
   return {
     layout,
     store,
     queue,
+    pool,
     deps: {
       jobs,
       blockingRedis: () => redis.duplicate(),
@@ -70,13 +101,13 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
         maxTotalBytes: config.ARCHIVE_MAX_TOTAL_BYTES,
         maxEntries: config.ARCHIVE_MAX_ENTRIES,
         maxEntryBytes: config.ARCHIVE_MAX_ENTRY_BYTES,
-      }, inProcessValidator()),
+      }, poolValidator(pool)),
       datasetDir: (name) => layout.datasetDir(name, '/name'),
       checkpointDir: (name) => layout.checkpointDir(name, '/name'),
       tmpDir: layout.tmpDir,
       checkpoints,
       datasets,
-      metrics: new ApiMetrics({ queueCounts: () => queue.queue.getJobCounts(...QUEUE_STATES) }),
+      metrics,
       health: {
         redis: async () => {
           const pong = await redis.ping();
@@ -91,7 +122,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger): 
     },
     close() {
       closing ??= (async () => {
-        await queue.close();
+        await Promise.all([queue.close(), pool.close()]);
         const conn = queue.queue.opts.connection as { quit?: () => Promise<unknown> } | undefined;
         await Promise.allSettled([redis.quit(), conn?.quit?.()]);
       })();
@@ -124,34 +155,25 @@ export function preflightStorage(checkpoints: CheckpointCatalog, datasets: Datas
 }
 
 /**
- * The dry-run planner: the engine's own network builder on the pure-JS cpu backend, loaded on
- * first use so an API that never plans never loads TensorFlow.js. Same code as the worker, so
- * a plan fails exactly where the job would.
+ * The dry-run planner: the engine's own network builder (workers/engine/plan.ts), run in the
+ * untrusted-work pool with shape-only weights and the model budget, so a plan fails exactly where
+ * the job would and a hostile network costs a pool thread, not the API. Outcomes are cached per
+ * recipe (plan-cache.ts).
  */
-export function makePlanner(checkpoints: CheckpointCatalog): Planner {
-  return async (spec, dataset) => {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { planJob } = require('../../workers/engine/plan') as typeof PlanModule;
-    return planJob(spec, {
-      datasetShape: dataset.inputShape as [number, number, number] | null,
-      numClasses: dataset.numClasses,
-      loadSource: async (name: string) => {
-        const source = await checkpoints.structure(name);
-        return { modelTopology: source.modelTopology, weights: new Map(source.weights.map((w) => [w.name, { shape: w.shape, dtype: 'float32' }])) };
-      },
-    });
-  };
+export function poolPlanner(pool: UntrustedPool, cache: PlanCache, config: Pick<Config, 'DATA_DIR' | 'MODEL_MAX_PARAMS' | 'MODEL_MAX_ACTIVATION_BYTES'>): Planner {
+  const budget = { maxParams: config.MODEL_MAX_PARAMS, maxActivationBytes: config.MODEL_MAX_ACTIVATION_BYTES };
+  const dataDir = path.resolve(config.DATA_DIR);
+  return (spec, dataset) => cache.getOrPlan(spec, dataset, () => pool.run('plan', { dataDir, spec, dataset, budget }));
 }
 
-/** TEMPORARY (replaced by the untrusted-work pool): validates uploads on the API's own thread. */
-function inProcessValidator(): UploadValidator {
+/** Upload verification (decoding every image, loading the network) runs in the pool too. */
+function poolValidator(pool: UntrustedPool): UploadValidator {
   return {
-    dataset: (root, name) => validateDatasetFolder(new DataLayout(root), name),
-    async checkpoint(dataDir, name, dir, uploadId) {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      await (require('../../workers/engine/cpu') as typeof import('../../workers/engine/cpu')).ensureCpuBackend();
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      await (require('../../workers/engine/checkpoint-io') as typeof import('../../workers/engine/checkpoint-io')).importCheckpoint(new DataLayout(dataDir), name, dir, uploadId);
+    dataset: async (stagingRoot, name) => {
+      await pool.run('validateDataset', { stagingRoot, name });
+    },
+    checkpoint: async (dataDir, name, stagedDir, uploadId) => {
+      await pool.run('importCheckpoint', { dataDir, name, stagedDir, uploadId });
     },
   };
 }

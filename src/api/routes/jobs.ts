@@ -56,10 +56,10 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (ap
           throw new ValidationError('invalid_idempotency_key', 'Idempotency-Key must be 1-255 printable ASCII characters.', null);
         }
         const { job, replayed } = await deps.jobs.submitIdempotent(request.body, key);
-        return reply.status(replayed ? 200 : 202).header('location', `/jobs/${job.id}`).send(job);
+        return reply.status(replayed ? 200 : 202).header('location', `/v1/jobs/${job.id}`).send(job);
       }
       const job = await deps.jobs.submit(request.body);
-      return reply.status(202).header('location', `/jobs/${job.id}`).send(job);
+      return reply.status(202).header('location', `/v1/jobs/${job.id}`).send(job);
     },
   );
 

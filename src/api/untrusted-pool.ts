@@ -1,0 +1,123 @@
+import path from 'node:path';
+import { Piscina } from 'piscina';
+import type { Logger } from 'pino';
+import { UnavailableError, UnprocessableError } from '../errors';
+import { rebuildGraftError, type TaskName, type TaskOutcome, type UntrustedTasks } from '../untrusted/protocol';
+
+/**
+ * A bounded pool of worker threads for the untrusted work of the API: building user networks
+ * (plans, the submission check) and verifying uploaded files. Each task runs with a heap limit
+ * and a time limit; a task over either is killed with its thread (piscina replaces the thread)
+ * and the request gets a 422 naming the limit. A full queue is a 503 with Retry-After, never an
+ * unbounded backlog. The task code lives in workers/untrusted/tasks.ts and is loaded by file
+ * name in the threads only, so the API's own module tree never imports TensorFlow.js.
+ */
+export interface UntrustedPoolOptions {
+  threads: number;
+  taskTimeoutMs: number;
+  maxHeapMb: number;
+  maxQueue: number;
+  logger: Logger;
+  /** Start every thread now and keep them (the server); otherwise threads start on demand (tests, tools). */
+  keepWarm?: boolean;
+  /** The compiled task module; by default dist/workers/untrusted/tasks.js. */
+  filename?: string;
+}
+
+export interface PoolStats {
+  threads: number;
+  running: number;
+  queued: number;
+  completed: number;
+  /** Fraction of thread time spent on tasks since start (piscina's utilization). */
+  utilization: number;
+}
+
+const RETRY_AFTER_SECONDS = 1;
+
+/** dist/workers/untrusted/tasks.js, whether this file runs compiled (dist/src/api) or from source under jest (src/api). */
+function defaultTaskFile(): string {
+  const fromSource = __filename.endsWith('.ts');
+  return fromSource ? path.resolve(__dirname, '..', '..', 'dist', 'workers', 'untrusted', 'tasks.js') : path.resolve(__dirname, '..', '..', 'workers', 'untrusted', 'tasks.js');
+}
+
+export class UntrustedPool {
+  private readonly piscina: Piscina;
+  private closing: Promise<void> | null = null;
+  /** Tasks submitted and not yet settled (running or queued). */
+  private inFlight = 0;
+
+  constructor(private readonly opts: UntrustedPoolOptions) {
+    this.piscina = new Piscina({
+      filename: opts.filename ?? defaultTaskFile(),
+      minThreads: opts.keepWarm ? opts.threads : 0,
+      maxThreads: opts.threads,
+      // The bound is enforced in run() (inFlight): piscina's own maxQueue does not count tasks
+      // waiting for a thread that is still starting.
+      idleTimeout: 60_000,
+      resourceLimits: { maxOldGenerationSizeMb: opts.maxHeapMb, maxYoungGenerationSizeMb: Math.max(16, Math.floor(opts.maxHeapMb / 8)) },
+    });
+  }
+
+  /** Runs one task; resolves with its value or rejects with the GraftError it (or a limit) produced. */
+  async run<K extends TaskName>(name: K, input: UntrustedTasks[K][0]): Promise<UntrustedTasks[K][1]> {
+    if (this.closing) throw new UnavailableError('shutting_down', 'The API is shutting down; retry on another instance.', RETRY_AFTER_SECONDS);
+    if (this.inFlight >= this.opts.threads + this.opts.maxQueue) {
+      throw new UnavailableError('pool_saturated', `Too many requests are being checked right now (POOL_MAX_QUEUE = ${this.opts.maxQueue}); retry in a moment.`, RETRY_AFTER_SECONDS);
+    }
+    let outcome: TaskOutcome<UntrustedTasks[K][1]>;
+    this.inFlight++;
+    try {
+      outcome = await this.piscina.run(input, { name, signal: AbortSignal.timeout(this.opts.taskTimeoutMs) });
+    } catch (err) {
+      throw this.limitError(name, err as Error & { code?: string });
+    } finally {
+      this.inFlight--;
+    }
+    if (!outcome.ok) throw rebuildGraftError(outcome.error);
+    return outcome.value;
+  }
+
+  /** Starts every thread and loads the task module in each, so the first requests do not pay for it. */
+  async warmup(): Promise<void> {
+    await Promise.all(Array.from({ length: this.opts.threads }, () => this.piscina.run(null, { name: 'warmup' })));
+  }
+
+  stats(): PoolStats {
+    const queued = Math.max(0, this.inFlight - this.opts.threads);
+    return {
+      threads: this.piscina.threads.length,
+      running: this.inFlight - queued,
+      queued,
+      completed: this.piscina.completed,
+      utilization: this.piscina.utilization,
+    };
+  }
+
+  /** Idempotent. Lets running tasks finish (they are bounded by the time limit). */
+  close(): Promise<void> {
+    this.closing ??= this.piscina.close({ force: false }).catch(() => this.piscina.destroy());
+    return this.closing;
+  }
+
+  private limitError(name: string, err: Error & { code?: string }) {
+    if (err.name === 'AbortError') {
+      return new UnprocessableError(
+        'time_limit_exceeded',
+        `Checking this request (${name}) took longer than ${this.opts.taskTimeoutMs} ms (POOL_TASK_TIMEOUT_MS) and was stopped; simplify the network or the files.`,
+        null,
+        { limit: 'POOL_TASK_TIMEOUT_MS', max: this.opts.taskTimeoutMs },
+      );
+    }
+    if (err.code === 'ERR_WORKER_OUT_OF_MEMORY') {
+      return new UnprocessableError(
+        'memory_limit_exceeded',
+        `Checking this request (${name}) needed more than ${this.opts.maxHeapMb} MB (POOL_TASK_MAX_HEAP_MB) and was stopped; simplify the network or the files.`,
+        null,
+        { limit: 'POOL_TASK_MAX_HEAP_MB', max: this.opts.maxHeapMb },
+      );
+    }
+    this.opts.logger.error({ err, task: name }, 'untrusted-work task failed unexpectedly');
+    return err;
+  }
+}
