@@ -49,8 +49,8 @@ describe('graft CLI', () => {
     url = `http://127.0.0.1:${port}`;
     api = startProcess('api', { ...env.env, PORT: String(port), HOST: '127.0.0.1' });
     worker = startProcess('worker', env.env);
-    await waitFor(async () => (await request(url).get('/readyz').catch(() => null))?.status === 200, 20_000, `the API to be ready (${api.output()})`);
-  });
+    await waitFor(async () => (await request(url).get('/readyz').catch(() => null))?.status === 200, 60_000, `the API to be ready (${api.output()})`);
+  }, 120_000);
 
   afterAll(async () => {
     const codes = await Promise.all([api, worker].map((p) => p.stop()));

@@ -24,9 +24,9 @@ describe('metrics', () => {
     workerMetricsUrl = `http://127.0.0.1:${metricsPort}`;
     api = startProcess('api', { ...env.env, PORT: String(port), HOST: '127.0.0.1' });
     worker = startProcess('worker', { ...env.env, HOST: '127.0.0.1', WORKER_METRICS_PORT: String(metricsPort) });
-    await waitFor(async () => (await request(url).get('/readyz').catch(() => null))?.status === 200, 20_000, `the API to be ready (${api.output()})`);
-    await waitFor(async () => (await fetch(`${workerMetricsUrl}/metrics`).catch(() => null))?.ok, 20_000, `the worker's metrics listener (${worker.output()})`);
-  });
+    await waitFor(async () => (await request(url).get('/readyz').catch(() => null))?.status === 200, 60_000, `the API to be ready (${api.output()})`);
+    await waitFor(async () => (await fetch(`${workerMetricsUrl}/metrics`).catch(() => null))?.ok, 60_000, `the worker's metrics listener (${worker.output()})`);
+  }, 120_000);
 
   afterAll(async () => {
     const codes = await Promise.all([api, worker].map((p) => p.stop()));
