@@ -30,7 +30,11 @@ export function jobDetails(job: Job): string {
     `attempts  ${job.attempts}${job.worker ? ` (last on ${job.worker})` : ''}`,
   ];
   const p = job.progress;
-  if (p) lines.push(`progress  epoch ${p.epoch}/${p.epochs}, batch ${p.batch}/${p.batches}, loss ${num(p.loss)}, accuracy ${num(p.accuracy)}, val_loss ${num(p.valLoss)}, val_accuracy ${num(p.valAccuracy)}`);
+  if (p) {
+    const parts = [`epoch ${p.epoch}/${p.epochs}` + (p.batches > 0 ? `, batch ${p.batch}/${p.batches}` : '') + (p.phase ? ` (${p.phase})` : '')];
+    for (const [label, v] of [['loss', p.loss], ['accuracy', p.accuracy], ['val_loss', p.valLoss], ['val_accuracy', p.valAccuracy]] as const) if (v !== null) parts.push(`${label} ${num(v)}`);
+    lines.push(`progress  ${parts.join(', ')}`);
+  }
   if (job.result) {
     const m = job.result.metrics;
     lines.push(`result    checkpoint ${job.result.checkpoint} on ${job.result.backend}`);
