@@ -1,4 +1,5 @@
 import { buildApp } from '../src/api/app';
+import { DEFAULT_CONFIG } from '../src/config';
 import type { AppDeps } from '../src/api/services';
 
 /**
@@ -7,7 +8,7 @@ import type { AppDeps } from '../src/api/services';
  */
 export async function generateOpenApi(): Promise<Record<string, unknown>> {
   const unused = new Proxy({}, { get: () => { throw new Error('not available while generating the OpenAPI document'); } }) as AppDeps;
-  const app = await buildApp({ config: { BODY_LIMIT_BYTES: 1024 * 1024, LOG_LEVEL: 'silent', UPLOAD_MAX_BYTES: 1024 ** 3 }, deps: unused, logger: false });
+  const app = await buildApp({ config: { ...DEFAULT_CONFIG, LOG_LEVEL: 'silent' }, deps: unused, logger: false });
   await app.ready();
   const doc = app.swagger() as unknown as Record<string, unknown>;
   await app.close();

@@ -1,6 +1,7 @@
 import { envSchema } from 'env-schema';
 import { Type, type Static } from 'typebox';
 import { ConfigError } from './errors';
+import { BACKEND_PREFERENCES } from './spec/backends';
 
 /**
  * The one configuration of graft, read from the environment (api, worker and the start script
@@ -12,7 +13,7 @@ export const ConfigSchema = Type.Object({
   HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Interface the API binds (0.0.0.0 in containers).' }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis connection URL (redis:// or rediss://).' })),
   DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'The volume: datasets/ and checkpoints/ live here.' }),
-  GRAFT_BACKEND: Type.Enum(['auto', 'tensorflow', 'wasm', 'cpu'], {
+  GRAFT_BACKEND: Type.Enum([...BACKEND_PREFERENCES], {
     default: 'auto',
     description: 'TensorFlow.js backend for training; auto = tensorflow (tfjs-node) if it loads, else wasm, else cpu.',
   }),
@@ -38,6 +39,13 @@ export const ConfigSchema = Type.Object({
   POOL_MAX_QUEUE: Type.Integer({ minimum: 1, maximum: 100_000, default: 64, description: 'Untrusted-work tasks waiting for a thread; beyond it requests get 503 pool_saturated with Retry-After.' }),
   MODEL_MAX_PARAMS: Type.Integer({ minimum: 1, default: 100_000_000, description: 'Largest network (parameters) a job may train; larger ones get 422 model_too_large at submission.' }),
   MODEL_MAX_ACTIVATION_BYTES: Type.Integer({ minimum: 1024, default: 256 * 1024 ** 2, description: 'Largest activation memory of one sample through the network; larger ones get 422 model_too_large.' }),
+  UPLOAD_MAX_REQUEST_BYTES: Type.Integer({ minimum: 1024, default: 2 * 1024 ** 3, description: 'Largest upload request (all its parts together); larger requests get 413.' }),
+  UPLOAD_MAX_FILES: Type.Integer({ minimum: 1, maximum: 10_000, default: 64, description: 'Most file parts in one upload request (a checkpoint as model.json + shards); more get 413.' }),
+  UPLOADS_MAX_CONCURRENT: Type.Integer({ minimum: 1, maximum: 1024, default: 4, description: 'Uploads one API process receives at once; more get 429 with Retry-After.' }),
+  DISK_FREE_FLOOR_BYTES: Type.Integer({ minimum: 0, default: 1024 ** 3, description: 'Free space an upload must leave on the DATA_DIR volume; uploads that would go below get 507.' }),
+  DATASET_MAX_BYTES: Type.Integer({ minimum: 1024, default: 2 * 1024 ** 3, description: 'Largest dataset file once inflated (an IDX file, as its header says and as it decompresses); larger get 422.' }),
+  IMAGE_MAX_PIXELS: Type.Integer({ minimum: 1, default: 4096 * 4096, description: 'Most pixels (width x height) of one dataset image; larger images are refused (422) before they are decoded.' }),
+  IMAGE_MAX_DIMENSION: Type.Integer({ minimum: 1, default: 8192, description: 'Largest width or height of one dataset image, in pixels.' }),
 });
 
 export type Config = Static<typeof ConfigSchema>;
@@ -71,6 +79,9 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     throw new ConfigError(`Invalid configuration: ${(err as Error).message}`);
   }
 }
+
+/** Every variable at its default: the one source of the defaults that library code falls back to. */
+export const DEFAULT_CONFIG: Readonly<Config> = loadConfig({});
 
 /** For process entry points: the config, or the message naming the bad variable and exit 1. */
 export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {

@@ -4,7 +4,8 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Config } from '../config';
 import { GraftError } from '../errors';
-import { makeValidatorCompiler, toValidationError } from '../spec/validation';
+import { toValidationError } from '../spec/validation';
+import { makeValidatorCompiler } from './validator-compiler';
 import type { AppDeps } from './services';
 import { registerDashboard } from './dashboard';
 import { installMetrics } from './metrics';
@@ -15,7 +16,7 @@ import { v1Routes } from './routes/v1';
 export const API_VERSION = '1.0.0';
 
 export interface BuildAppOptions {
-  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'LOG_LEVEL' | 'UPLOAD_MAX_BYTES'>;
+  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'LOG_LEVEL' | 'UPLOAD_MAX_BYTES' | 'UPLOAD_MAX_FILES'>;
   deps: AppDeps;
   /** pino options or false; tests pass false. */
   logger?: FastifyServerOptions['logger'];
@@ -58,7 +59,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   // Uploads stream part by part to disk; a file over the limit aborts the request with 413.
-  await app.register(multipart, { limits: { fileSize: opts.config.UPLOAD_MAX_BYTES, files: 256, fields: 16, fieldSize: 1024 } });
+  await app.register(multipart, { limits: { fileSize: opts.config.UPLOAD_MAX_BYTES, files: opts.config.UPLOAD_MAX_FILES, fields: 16, fieldSize: 1024 } });
 
   app.setErrorHandler((err: FastifyError | GraftError, request, reply) => {
     if (err instanceof GraftError) {

@@ -8,11 +8,12 @@ import { JobService, type Planner } from '../jobs/job-service';
 import { JobStore } from '../jobs/job-store';
 import type { Redis } from 'ioredis';
 import { createRedis } from '../redis';
-import type { PreflightStorage } from '../spec/preflight';
+import type { DatasetInfo, PreflightStorage, SourceInfo } from '../spec/preflight';
 import { CheckpointCatalog } from '../storage/checkpoints';
-import { DatasetCatalog } from '../storage/datasets';
+import { DatasetCatalog, datasetLimits } from '../storage/datasets';
 import { DataLayout } from '../storage/layout';
-import { UploadService, type UploadValidator } from '../storage/uploads';
+import { UploadService, uploadLimits, type UploadValidator } from '../storage/uploads';
+import { FileMemo } from './file-memo';
 import { ApiMetrics, QUEUE_STATES } from './metrics';
 import { PlanCache } from './plan-cache';
 import { UntrustedPool } from './untrusted-pool';
@@ -28,9 +29,6 @@ export interface AppDeps {
   /** Redis key of a job's event stream. */
   eventsKey(jobId: string): string;
   uploads: UploadService;
-  datasetDir(name: string): string;
-  checkpointDir(name: string): string;
-  tmpDir: string;
   checkpoints: CheckpointCatalog;
   datasets: DatasetCatalog;
   health: { redis(): Promise<void>; volume(): Promise<void> };
@@ -60,8 +58,8 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
   const store = new JobStore(redis, config.QUEUE_NAME, config.JOB_RETENTION_SECONDS);
   const queue = new JobQueue({ queueName: config.QUEUE_NAME, connection: createRedis(config.REDIS_URL, { forWorker: true }), attempts: config.JOB_ATTEMPTS, backoffMs: config.RETRY_BACKOFF_MS });
   const checkpoints = new CheckpointCatalog(layout);
-  const datasets = new DatasetCatalog(layout);
-  const storage = preflightStorage(checkpoints, datasets);
+  const datasets = new DatasetCatalog(layout, datasetLimits(config));
+  const storage = preflightStorage(layout, checkpoints, datasets);
   const pool = new UntrustedPool({
     threads: config.POOL_THREADS,
     taskTimeoutMs: config.POOL_TASK_TIMEOUT_MS,
@@ -97,14 +95,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       jobs,
       blockingRedis: () => redis.duplicate(),
       eventsKey: (jobId) => store.events.key(jobId),
-      uploads: new UploadService(layout, {
-        maxTotalBytes: config.ARCHIVE_MAX_TOTAL_BYTES,
-        maxEntries: config.ARCHIVE_MAX_ENTRIES,
-        maxEntryBytes: config.ARCHIVE_MAX_ENTRY_BYTES,
-      }, poolValidator(pool)),
-      datasetDir: (name) => layout.datasetDir(name, '/name'),
-      checkpointDir: (name) => layout.checkpointDir(name, '/name'),
-      tmpDir: layout.tmpDir,
+      uploads: new UploadService({ layout, limits: uploadLimits(config), validator: poolValidator(pool), datasets, checkpoints }),
       checkpoints,
       datasets,
       metrics,
@@ -140,16 +131,24 @@ const orNull = async <T>(p: Promise<T>): Promise<T | null> => {
   }
 };
 
-export function preflightStorage(checkpoints: CheckpointCatalog, datasets: DatasetCatalog): PreflightStorage {
+/**
+ * What a submission's checks read from the volume, remembered per file identity (file-memo.ts):
+ * a burst of submissions against one checkpoint and dataset reads each once.
+ */
+export function preflightStorage(layout: DataLayout, checkpoints: CheckpointCatalog, datasets: DatasetCatalog): PreflightStorage {
+  const datasetMemo = new FileMemo<DatasetInfo | null>();
+  const checkpointMemo = new FileMemo<SourceInfo | null>();
   return {
-    async dataset(name) {
-      const d = await orNull(datasets.describe(name));
-      return d && { inputShape: d.inputShape, numClasses: d.numClasses };
-    },
-    async checkpoint(name) {
-      const c = await orNull(checkpoints.describe(name));
-      return c && { layers: c.layers.filter((l) => l.className !== 'InputLayer').map((l) => l.name), weights: c.layers.flatMap((l) => l.weights) };
-    },
+    dataset: (name) =>
+      datasetMemo.get(name, layout.datasetDir(name), async () => {
+        const d = await orNull(datasets.describe(name));
+        return d && { inputShape: d.inputShape, numClasses: d.numClasses };
+      }),
+    checkpoint: (name) =>
+      checkpointMemo.get(name, path.join(layout.checkpointDir(name), 'model.json'), async () => {
+        const c = await orNull(checkpoints.describe(name));
+        return c && { layers: c.layers.filter((l) => l.className !== 'InputLayer').map((l) => l.name), weights: c.layers.flatMap((l) => l.weights) };
+      }),
     checkpointExists: (name) => checkpoints.exists(name),
   };
 }
@@ -169,8 +168,8 @@ export function poolPlanner(pool: UntrustedPool, cache: PlanCache, config: Pick<
 /** Upload verification (decoding every image, loading the network) runs in the pool too. */
 function poolValidator(pool: UntrustedPool): UploadValidator {
   return {
-    dataset: async (stagingRoot, name) => {
-      await pool.run('validateDataset', { stagingRoot, name });
+    dataset: async (stagingRoot, name, limits) => {
+      await pool.run('validateDataset', { stagingRoot, name, limits });
     },
     checkpoint: async (dataDir, name, stagedDir, uploadId) => {
       await pool.run('importCheckpoint', { dataDir, name, stagedDir, uploadId });

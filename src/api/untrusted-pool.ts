@@ -34,6 +34,8 @@ export interface PoolStats {
 }
 
 const RETRY_AFTER_SECONDS = 1;
+/** Starting a thread loads TensorFlow.js: seconds on a busy machine, never this long. */
+const WARMUP_TIMEOUT_MS = 120_000;
 
 /** dist/workers/untrusted/tasks.js, whether this file runs compiled (dist/src/api) or from source under jest (src/api). */
 function defaultTaskFile(): string {
@@ -44,6 +46,8 @@ function defaultTaskFile(): string {
 export class UntrustedPool {
   private readonly piscina: Piscina;
   private closing: Promise<void> | null = null;
+  /** Every thread started and its task module loaded; reset when a thread is killed. */
+  private warm: Promise<void> | null = null;
   /** Tasks submitted and not yet settled (running or queued). */
   private inFlight = 0;
 
@@ -51,10 +55,12 @@ export class UntrustedPool {
     this.piscina = new Piscina({
       filename: opts.filename ?? defaultTaskFile(),
       minThreads: opts.keepWarm ? opts.threads : 0,
+      // Threads are started on demand (or at once with keepWarm) and then kept: starting one loads
+      // TensorFlow.js, which must not be paid again by a later task's time limit.
+      idleTimeout: Infinity,
       maxThreads: opts.threads,
       // The bound is enforced in run() (inFlight): piscina's own maxQueue does not count tasks
       // waiting for a thread that is still starting.
-      idleTimeout: 60_000,
       resourceLimits: { maxOldGenerationSizeMb: opts.maxHeapMb, maxYoungGenerationSizeMb: Math.max(16, Math.floor(opts.maxHeapMb / 8)) },
     });
   }
@@ -68,9 +74,15 @@ export class UntrustedPool {
     let outcome: TaskOutcome<UntrustedTasks[K][1]>;
     this.inFlight++;
     try {
+      // Starting a thread (loading TensorFlow.js) is the pool's cost, not the request's: the time
+      // limit starts once every thread is up.
+      await (this.warm ??= this.warmup());
       outcome = await this.piscina.run(input, { name, signal: AbortSignal.timeout(this.opts.taskTimeoutMs) });
     } catch (err) {
-      throw this.limitError(name, err as Error & { code?: string });
+      const limit = this.limitError(name, err as Error & { code?: string });
+      // A killed thread is replaced on demand; warm the replacement before the next time limit starts.
+      if (limit !== err) this.warm = null;
+      throw limit;
     } finally {
       this.inFlight--;
     }
@@ -78,9 +90,15 @@ export class UntrustedPool {
     return outcome.value;
   }
 
-  /** Starts every thread and loads the task module in each, so the first requests do not pay for it. */
+  /** Starts every thread and loads the task module in each, so no request pays for it. */
   async warmup(): Promise<void> {
-    await Promise.all(Array.from({ length: this.opts.threads }, () => this.piscina.run(null, { name: 'warmup' })));
+    try {
+      await Promise.all(Array.from({ length: this.opts.threads }, () => this.piscina.run(null, { name: 'warmup', signal: AbortSignal.timeout(WARMUP_TIMEOUT_MS) })));
+    } catch (err) {
+      this.warm = null;
+      this.opts.logger.error({ err }, 'the untrusted-work pool could not start its threads');
+      throw new UnavailableError('pool_unavailable', 'The request checker could not start; retry in a moment.', RETRY_AFTER_SECONDS);
+    }
   }
 
   stats(): PoolStats {

@@ -198,6 +198,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/checkpoints/{name}/archive": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Download a checkpoint as one .tar.gz (or .zip with Accept: application/zip) */
+        get: operations["downloadCheckpointArchive"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/datasets": {
         parameters: {
             query?: never;
@@ -235,23 +252,6 @@ export interface paths {
          * @description 409 while a queued or running job uses it; 204 otherwise.
          */
         delete: operations["deleteDataset"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/checkpoints/{name}/archive": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Download a checkpoint as one .tar.gz (or .zip with Accept: application/zip) */
-        get: operations["downloadCheckpointArchive"];
-        put?: never;
-        post?: never;
-        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -313,10 +313,10 @@ export interface components {
                 /** @description Layers appended after `cut` (or after the last kept layer). */
                 head?: {
                     /**
-                     * @description Layer kind.
+                     * @description Layer kind. `dense`: a fully connected layer (`units`, `activation`, `useBias`); `dropout`: drops a fraction `rate` of its inputs while training (seeded); `flatten`: flattens a feature map into a vector; `globalAveragePooling2d`: averages each channel of a feature map; `batchNormalization`: normalises each channel over the batch (`momentum`); `layerNormalization`: normalises each sample over its last axis (`epsilon`).
                      * @enum {unknown}
                      */
-                    type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization";
+                    type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization" | "layerNormalization";
                     /** @description Layer name (default head_<index>_<type>); must not clash with a kept source layer. */
                     name?: string;
                     /** @description dense: output units (required for dense). */
@@ -332,6 +332,8 @@ export interface components {
                     rate?: number;
                     /** @description batchNormalization: moving-average momentum (default 0.99). */
                     momentum?: number;
+                    /** @description layerNormalization: added to the variance (default 0.001). */
+                    epsilon?: number;
                 }[];
                 /** @description A Keras / TensorFlow.js model JSON (`modelTopology` or the model config) for full control. */
                 topology?: {
@@ -1224,6 +1226,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Every error has this shape. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     getCheckpoint: {
@@ -1318,6 +1338,49 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    downloadCheckpointArchive: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The checkpoint archive, streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": unknown;
+                    "application/zip": unknown;
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": components["schemas"]["ErrorResponse"];
+                    "application/zip": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": components["schemas"]["ErrorResponse"];
+                    "application/zip": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -1434,6 +1497,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description Every error has this shape. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     getDataset: {
@@ -1528,49 +1609,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-        };
-    };
-    downloadCheckpointArchive: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                name: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The checkpoint archive, streamed. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/gzip": unknown;
-                    "application/zip": unknown;
-                };
-            };
-            /** @description Every error has this shape. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/gzip": components["schemas"]["ErrorResponse"];
-                    "application/zip": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Every error has this shape. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/gzip": components["schemas"]["ErrorResponse"];
-                    "application/zip": components["schemas"]["ErrorResponse"];
                 };
             };
         };

@@ -8,13 +8,13 @@ export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', '
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 
+/** What GraftError.toJSON produces: a failed job stores it, and the API wraps it as `{ error }` (src/api/schemas/errors.ts). */
 export const ErrorBodySchema = Type.Object({
   code: Type.String({ description: 'Stable snake_case code.' }),
   message: Type.String({ description: 'What went wrong and what to do about it.' }),
   param: Nullable(Type.String({ description: 'JSON pointer to the offending field.' })),
   details: Type.Optional(Type.Unknown()),
 });
-export const ErrorResponseSchema = Type.Object({ error: ErrorBodySchema }, { description: 'Every error has this shape.' });
 
 export const ProgressSchema = Type.Object({
   phase: Type.Optional(Type.String({ description: 'loading | building | caching | training | evaluating | saving' })),

@@ -1,8 +1,9 @@
 import { ConflictError, GraftError, UnprocessableError } from '../errors';
 import { planArchitecture } from './architectures';
 import { checkSpec } from './check';
+import { topologyLayerNames } from './keras-topology';
 import { compileUserRegex } from './regex';
-import { compileLrMultipliers, frozenErrors } from './selection';
+import { compileLrMultipliers, frozenErrors, type NamedShape } from './selection';
 import type { JobSpec } from './schema';
 
 /**
@@ -11,11 +12,6 @@ import type { JobSpec } from './schema';
  * exist...). The worker repeats the full check with the real network; this catches the typos
  * before a job waits in the queue.
  */
-export interface NamedShape {
-  name: string;
-  shape: number[];
-}
-
 export interface SourceInfo {
   /** Layer names in the order the network applies them. */
   layers: string[];
@@ -147,15 +143,4 @@ function safeLrRules(spec: JobSpec) {
   } catch {
     return [];
   }
-}
-
-/** Layer names of a Keras / tfjs model JSON (`modelTopology` wrapper, Sequential or Functional). */
-export function topologyLayerNames(topology: Record<string, unknown>): string[] | null {
-  const root = (topology.model_config ?? topology.modelTopology ?? topology) as Record<string, unknown>;
-  const inner = (root.model_config ?? root) as { config?: { layers?: unknown } | unknown[] };
-  const config = inner.config;
-  const layers = Array.isArray(config) ? config : (config as { layers?: unknown })?.layers;
-  if (!Array.isArray(layers)) return null;
-  const names = layers.map((l) => (l as { config?: { name?: unknown } })?.config?.name).filter((n): n is string => typeof n === 'string');
-  return names.length === layers.length ? names : null;
 }

@@ -1,8 +1,9 @@
 import { Type, type Static } from 'typebox';
 import { NAME_PATTERN } from '../storage/names';
+import { HEAD_FIELDS, HEAD_LAYER_TYPES, HEAD_TYPES_DESCRIPTION } from './heads';
 
 /**
- * The job spec (DESIGN §4) as one TypeBox schema. It drives route validation, the OpenAPI
+ * The job spec as one TypeBox schema. It drives route validation, the OpenAPI
  * document and the worker's re-check. Every object rejects unknown fields: a typo such as
  * `"epoch": 3` must fail loudly instead of silently training with the default.
  */
@@ -16,20 +17,16 @@ const Name = (description: string) => Type.String({ pattern: NAME_PATTERN, descr
 const LayerName = Type.String({ pattern: LAYER_NAME_PATTERN, description: 'A layer name.' });
 const Regex = (description: string) => Type.String({ minLength: 1, maxLength: MAX_REGEX_LENGTH, description });
 
-export const ACTIVATIONS = ['linear', 'relu', 'relu6', 'elu', 'selu', 'sigmoid', 'softmax', 'softplus', 'tanh', 'swish'] as const;
-export const HEAD_LAYER_TYPES = ['dense', 'dropout', 'flatten', 'globalAveragePooling2d', 'batchNormalization'] as const;
+export { ACTIVATIONS, HEAD_LAYER_TYPES } from './heads';
 export const ARCHITECTURES = ['conv-autoencoder', 'conv-classifier'] as const;
 export const OPTIMIZERS = ['adam', 'sgd', 'momentum', 'rmsprop', 'adagrad'] as const;
 
+/** One flat object for every head type: the fields come from the registry in src/spec/heads/. */
 export const HeadLayerSchema = Type.Object(
   {
-    type: Type.Enum([...HEAD_LAYER_TYPES], { description: 'Layer kind.' }),
+    type: Type.Enum([...HEAD_LAYER_TYPES], { description: HEAD_TYPES_DESCRIPTION }),
     name: Type.Optional(Type.String({ pattern: LAYER_NAME_PATTERN, description: 'Layer name (default head_<index>_<type>); must not clash with a kept source layer.' })),
-    units: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536, description: 'dense: output units (required for dense).' })),
-    activation: Type.Optional(Type.Enum([...ACTIVATIONS], { description: 'dense: activation (default linear).' })),
-    useBias: Type.Optional(Type.Boolean({ description: 'dense: add a bias (default true).' })),
-    rate: Type.Optional(Type.Number({ minimum: 0, exclusiveMaximum: 1, description: 'dropout: fraction dropped (required for dropout).' })),
-    momentum: Type.Optional(Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'batchNormalization: moving-average momentum (default 0.99).' })),
+    ...HEAD_FIELDS,
   },
   { ...strict, description: 'A layer appended after `model.cut`.' },
 );
@@ -128,6 +125,16 @@ export type ArchitectureOptions = Static<typeof ArchitectureOptionsSchema>;
 
 export const TRAINING_DEFAULTS = { epochs: 10, batchSize: 32, optimizer: 'adam', learningRate: 0.001, seed: 0 } as const;
 export const DEFAULT_VALIDATION_SPLIT = 0.1;
+export const DEFAULT_OUTPUT_SELECT = 'last';
+
+type TrainingSpec = NonNullable<JobSpec['training']>;
+/** `training` with every defaulted field present. */
+export type ResolvedTraining = TrainingSpec & { [K in keyof typeof TRAINING_DEFAULTS]-?: NonNullable<TrainingSpec[K]> };
+
+/** The spec's training settings with TRAINING_DEFAULTS written in. */
+export function resolveTraining(spec: JobSpec): ResolvedTraining {
+  return { ...TRAINING_DEFAULTS, ...spec.training } as ResolvedTraining;
+}
 
 /** The spec as it will run: defaults written in, so the job object says exactly what trained. */
 export function withDefaults(spec: JobSpec): JobSpec {
@@ -135,7 +142,7 @@ export function withDefaults(spec: JobSpec): JobSpec {
     ...spec,
     ...(spec.source ? { source: { restore: '.*', ...spec.source } } : {}),
     dataset: { validationSplit: DEFAULT_VALIDATION_SPLIT, ...spec.dataset },
-    training: { ...TRAINING_DEFAULTS, ...spec.training },
-    output: { select: 'last', ...spec.output },
+    training: resolveTraining(spec),
+    output: { select: DEFAULT_OUTPUT_SELECT, ...spec.output },
   };
 }

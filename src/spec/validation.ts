@@ -1,13 +1,13 @@
-import Ajv, { type ErrorObject } from 'ajv';
+import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
-import type { FastifySchemaCompiler } from 'fastify';
 import { ValidationError } from '../errors';
 import { NAME_PATTERN } from '../storage/names';
 
 /**
- * Two validators: request bodies are validated strictly (no type coercion, no defaults, no
- * silently dropped fields: `"epochs": "3"` is an error, not 3), while query strings and path
- * parameters are coerced, since everything in a URL is a string.
+ * Two validators: request bodies (and job specs the worker re-checks) are validated strictly (no
+ * type coercion, no defaults, no silently dropped fields: `"epochs": "3"` is an error, not 3),
+ * while query strings and path parameters are coerced, since everything in a URL is a string.
+ * Framework-free, so the worker shares it; src/api/validator-compiler.ts adapts it to Fastify.
  */
 function makeAjv(coerce: boolean): Ajv {
   const ajv = new Ajv({
@@ -21,13 +21,14 @@ function makeAjv(coerce: boolean): Ajv {
   return ajv;
 }
 
-export function makeValidatorCompiler(): FastifySchemaCompiler<unknown> {
+/** Compiles a schema for one part of a request ('body', 'querystring', 'params', 'headers'). */
+export type SchemaCompiler = (schema: object, part: string | undefined) => ValidateFunction;
+
+/** A compiler with its own pair of Ajv instances (compiled schemas are cached per instance). */
+export function makeSchemaCompiler(): SchemaCompiler {
   const strict = makeAjv(false);
   const lenient = makeAjv(true);
-  return ({ schema, httpPart }) => {
-    const ajv = httpPart === 'body' ? strict : lenient;
-    return ajv.compile(schema as object) as ReturnType<FastifySchemaCompiler<unknown>>;
-  };
+  return (schema, part) => (part === 'body' ? strict : lenient).compile(schema);
 }
 
 const describePath = (pointer: string) => (pointer === '' ? 'The request body' : `\`${pointer.slice(1).replace(/\//g, '.')}\``);

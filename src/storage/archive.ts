@@ -7,6 +7,7 @@ import zlib from 'node:zlib';
 import { Pack, Parser, type ReadEntry } from 'tar';
 import yauzl from 'yauzl';
 import { ZipFile as ZipWriter } from 'yazl';
+import { DEFAULT_CONFIG, type Config } from '../config';
 import { GraftError, UnprocessableError } from '../errors';
 
 /**
@@ -26,13 +27,12 @@ export interface ArchiveLimits {
   maxEntryBytes: number;
 }
 
-const MiB = 1024 ** 2;
-const GiB = 1024 ** 3;
-export const DEFAULT_ARCHIVE_LIMITS: ArchiveLimits = {
-  maxTotalBytes: 2 * GiB,
-  maxEntries: 100_000,
-  maxEntryBytes: 512 * MiB,
-};
+export function archiveLimits(config: Pick<Config, 'ARCHIVE_MAX_TOTAL_BYTES' | 'ARCHIVE_MAX_ENTRIES' | 'ARCHIVE_MAX_ENTRY_BYTES'>): ArchiveLimits {
+  return { maxTotalBytes: config.ARCHIVE_MAX_TOTAL_BYTES, maxEntries: config.ARCHIVE_MAX_ENTRIES, maxEntryBytes: config.ARCHIVE_MAX_ENTRY_BYTES };
+}
+
+/** The configuration's defaults (config.ts is the one source of them). */
+export const DEFAULT_ARCHIVE_LIMITS: ArchiveLimits = archiveLimits(DEFAULT_CONFIG);
 
 export type ArchiveType = 'zip' | 'tar.gz' | 'tar';
 

@@ -1,3 +1,4 @@
+import buffer from 'node:buffer';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -12,6 +13,10 @@ import { UnprocessableError } from '../errors';
  * graft reads and writes the unsigned-byte type only: that is what MNIST-style image and label
  * files use. Files may be gzip-compressed whatever their name says: compression is detected from
  * the content (magic bytes), because renamed or re-compressed downloads are common.
+ *
+ * Nothing here inflates without a bound: a file is read only up to the size its header implies
+ * and never beyond `maxBytes` (DATASET_MAX_BYTES), so a gzip bomb or a lying header costs a 422,
+ * not the process's memory.
  */
 
 const GZIP_MAGIC = [0x1f, 0x8b] as const;
@@ -37,7 +42,7 @@ export interface IdxArray {
   data: Uint8Array;
 }
 
-export type IdxProblem = 'truncated' | 'bad_magic' | 'unsupported_type' | 'size_mismatch' | 'corrupt_gzip';
+export type IdxProblem = 'truncated' | 'bad_magic' | 'unsupported_type' | 'size_mismatch' | 'corrupt_gzip' | 'too_large';
 
 /**
  * A broken IDX file is a broken dataset: the caller can fix it, so it is a 4xx with the stable
@@ -81,9 +86,10 @@ export function parseIdxHeader(bytes: Uint8Array, file = 'IDX data'): IdxHeader 
   return { dims, headerBytes };
 }
 
-/** Parses a whole IDX file's bytes, raw or gzip-compressed. */
-export async function parseIdx(bytes: Uint8Array, file = 'IDX data'): Promise<IdxArray> {
-  const raw = isGzip(bytes) ? await gunzipOrExplain(bytes, file) : bytes;
+/** Parses a whole IDX file's bytes, raw or gzip-compressed, inflating at most `maxBytes`. */
+export async function parseIdx(bytes: Uint8Array, file = 'IDX data', maxBytes = Number.MAX_SAFE_INTEGER): Promise<IdxArray> {
+  const raw = isGzip(bytes) ? await gunzipOrExplain(bytes, file, maxBytes) : bytes;
+  if (raw.length > maxBytes) throw tooLarge(file, `it holds ${raw.length} bytes`, maxBytes);
   const header = parseIdxHeader(raw, file);
   checkDataSize(header, raw.length, file);
   return { dims: header.dims, data: raw.subarray(header.headerBytes) };
@@ -98,33 +104,93 @@ function checkDataSize(header: IdxHeader, totalBytes: number, file: string): voi
   }
 }
 
-async function gunzipOrExplain(bytes: Uint8Array, file: string): Promise<Buffer> {
+async function gunzipOrExplain(bytes: Uint8Array, file: string, maxBytes: number): Promise<Buffer> {
   try {
-    return await gunzip(bytes);
+    return await gunzip(bytes, { maxOutputLength: Math.min(maxBytes + 1, buffer.constants.MAX_LENGTH) });
   } catch (err) {
-    // zlib reports a cut-off stream as Z_BUF_ERROR ("unexpected end of file").
-    if ((err as NodeJS.ErrnoException).code === 'Z_BUF_ERROR') {
-      throw idxError('truncated', file, 'the gzip stream ends early (the file is truncated).');
-    }
-    throw idxError('corrupt_gzip', file, `the gzip data is corrupt (${(err as Error).message}).`);
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(file, 'it inflates to more', maxBytes);
+    throw gunzipProblem(err, file);
   }
 }
 
-export async function readIdxFile(file: string, displayName = path.basename(file)): Promise<IdxArray> {
-  return parseIdx(await fs.readFile(file), displayName);
+/**
+ * Reads a whole IDX file, raw or gzip-compressed, inflating at most the size its header implies
+ * (and never more than `maxBytes`): anything beyond is a size mismatch found without buffering it.
+ */
+export async function readIdxFile(file: string, displayName = path.basename(file), maxBytes = Number.MAX_SAFE_INTEGER): Promise<IdxArray> {
+  const { header, compressed, rawSize } = await readBoundedHeader(file, displayName, maxBytes);
+  const expected = header.headerBytes + product(header.dims);
+  const bytes = await fs.readFile(file);
+  if (!compressed) {
+    checkDataSize(header, bytes.length, displayName); // the file may have changed since the stat
+    return { dims: header.dims, data: bytes.subarray(header.headerBytes) };
+  }
+  if (rawSize > maxBytes) throw tooLarge(displayName, `the compressed file holds ${rawSize} bytes`, maxBytes);
+  let raw: Buffer;
+  try {
+    // One byte more than expected is enough to tell "extra bytes follow the data".
+    raw = await gunzip(bytes, { maxOutputLength: Math.min(expected + 1, buffer.constants.MAX_LENGTH) });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw idxError('size_mismatch', displayName, `dimensions [${header.dims.join(', ')}] need ${product(header.dims)} data bytes but the file inflates to more (extra bytes follow the data).`);
+    }
+    throw gunzipProblem(err, displayName);
+  }
+  checkDataSize(header, raw.length, displayName);
+  return { dims: header.dims, data: raw.subarray(header.headerBytes) };
+}
+
+/**
+ * Proves a file holds exactly the data its header promises by inflating it as a stream, nothing
+ * kept: the upload check for image files too large to hold in memory just to count them.
+ */
+export async function checkIdxFile(file: string, displayName = path.basename(file), maxBytes = Number.MAX_SAFE_INTEGER): Promise<IdxHeader> {
+  const { header, compressed } = await readBoundedHeader(file, displayName, maxBytes);
+  if (!compressed) return header; // readIdxHeader compared the size already
+  const expected = header.headerBytes + product(header.dims);
+  let total = 0;
+  const source = createReadStream(file);
+  try {
+    for await (const chunk of source.pipe(zlib.createGunzip()) as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > expected) break;
+    }
+  } catch (err) {
+    throw gunzipProblem(err, displayName);
+  } finally {
+    source.destroy();
+  }
+  checkDataSize(header, Math.min(total, expected + 1), displayName);
+  return header;
 }
 
 /**
  * Reads only the header, decompressing just the first bytes of a gzip file: describing a
  * dataset must not inflate tens of megabytes. For raw files the data size is checked too
- * (it costs one stat); a gzip file's data size is only known once fully decompressed,
- * so `readIdxFile` checks that when the data is loaded.
+ * (it costs one stat); a gzip file's data size is only known once decompressed, so
+ * `readIdxFile` and `checkIdxFile` check that. A header implying more than `maxBytes` is refused.
  */
-export async function readIdxHeader(file: string, displayName = path.basename(file)): Promise<IdxHeader> {
+export async function readIdxHeader(file: string, displayName = path.basename(file), maxBytes = Number.MAX_SAFE_INTEGER): Promise<IdxHeader> {
+  return (await readBoundedHeader(file, displayName, maxBytes)).header;
+}
+
+async function readBoundedHeader(file: string, displayName: string, maxBytes: number): Promise<{ header: IdxHeader; compressed: boolean; rawSize: number }> {
   const { prefix, compressed, rawSize } = await readPrefix(file, MAX_HEADER_BYTES, displayName);
   const header = parseIdxHeader(prefix, displayName);
+  const implied = header.headerBytes + product(header.dims);
+  if (implied > maxBytes) throw tooLarge(displayName, `its header declares [${header.dims.join(', ')}], ${implied} bytes`, maxBytes);
   if (!compressed) checkDataSize(header, rawSize, displayName);
-  return header;
+  return { header, compressed, rawSize };
+}
+
+function tooLarge(file: string, what: string, maxBytes: number): UnprocessableError {
+  return idxError('too_large', file, `${what}; a dataset file may hold at most ${maxBytes} bytes (DATASET_MAX_BYTES).`);
+}
+
+function gunzipProblem(err: unknown, file: string): UnprocessableError {
+  // zlib reports a cut-off stream as Z_BUF_ERROR ("unexpected end of file").
+  if ((err as NodeJS.ErrnoException).code === 'Z_BUF_ERROR') return idxError('truncated', file, 'the gzip stream ends early (the file is truncated).');
+  return idxError('corrupt_gzip', file, `the gzip data is corrupt (${(err as Error).message}).`);
 }
 
 /** The first `limit` uncompressed bytes of a file, gunzipping on the fly if it is gzip. */

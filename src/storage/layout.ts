@@ -5,7 +5,7 @@ import { ConflictError } from '../errors';
 import { assertValidName, resolveInside } from './names';
 
 /**
- * The volume layout (DESIGN §3). Everything graft stores lives under one root so that
+ * The volume layout. Everything graft stores lives under one root so that
  * api and workers on different hosts only need to share this folder.
  *
  *   datasets/<name>/      checkpoints/<name>/      .tmp/<random>/ (staging for atomic writes)
@@ -41,6 +41,24 @@ export class DataLayout {
     const dir = path.join(this.tmpDir, `${prefix}-${randomUUID()}`);
     await fs.mkdir(dir);
     return dir;
+  }
+
+  /**
+   * Removes `dir` the way readers can rely on: one rename moves it out of sight (into .tmp), then
+   * it is deleted at leisure. False if it did not exist.
+   */
+  async removeDir(dir: string, label: string): Promise<boolean> {
+    await fs.mkdir(this.tmpDir, { recursive: true });
+    const trash = path.join(this.tmpDir, `deleted-${label}-${randomUUID()}`);
+    try {
+      await fs.rename(dir, trash);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+      throw err;
+    }
+    await fs.rm(trash, { recursive: true, force: true });
+    return true;
   }
 
   /**

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { ValidationError } from '../errors';
 
-/** Dataset and checkpoint names (DESIGN §3): safe as one path segment on every filesystem we care about. */
+/** Dataset and checkpoint names: safe as one path segment on every filesystem we care about. */
 export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
 const NAME_RE = new RegExp(NAME_PATTERN);
 

@@ -3,13 +3,15 @@ import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Multipart } from '@fastify/multipart';
-import sharp from 'sharp';
 import { ConflictError, GraftError, UnprocessableError, ValidationError } from '../errors';
-import { detectArchiveType, extractArchive, type ArchiveLimits } from './archive';
-import { CheckpointCatalog, type CheckpointDescription } from './checkpoints';
-import { DatasetCatalog, inspectIdx, locateDataset, type DatasetDescription } from './datasets';
-import { DataLayout, renameNoReplace } from './layout';
+import { detectArchiveType, extractArchive } from './archive';
+import type { CheckpointCatalog, CheckpointDescription } from './checkpoints';
+import { describeDatasetFolder, type DatasetCatalog, type DatasetDescription, type DatasetLimits } from './datasets';
+import { renameNoReplace, type DataLayout } from './layout';
 import { assertValidName } from './names';
+import { UploadBudget, type UploadLimits, type UploadTicket } from './upload-budget';
+
+export { TooManyUploadsError, uploadLimits, type UploadLimits } from './upload-budget';
 
 /**
  * Datasets and checkpoints uploaded over REST, trusted with nothing: each upload is streamed to a
@@ -17,9 +19,10 @@ import { assertValidName } from './names';
  * archive rule enforced (archive.ts), validated as a whole, and only then renamed into place in
  * one step. A failure at any point deletes the staging folder: nothing half-written is visible,
  * and a name taken meanwhile (a concurrent upload) is a 409.
+ *
+ * Every resource an upload uses is budgeted (upload-budget.ts).
  */
-const MAX_PARTS = 256;
-const DECODE_CONCURRENCY = 4;
+
 /** Plain file names for the files of a multipart checkpoint upload. */
 const CHECKPOINT_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -28,8 +31,8 @@ const CHECKPOINT_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
  * it in its bounded pool (src/api/untrusted-pool.ts), never on its own event loop.
  */
 export interface UploadValidator {
-  /** Every file of the dataset staged at `<stagingRoot>/datasets/<name>` must be readable as the job will read it. */
-  dataset(stagingRoot: string, name: string): Promise<void>;
+  /** Every file of the dataset staged at `<stagingRoot>/datasets/<name>` must be readable as the job will read it (validateDatasetFolder). */
+  dataset(stagingRoot: string, name: string, limits: DatasetLimits): Promise<void>;
   /** Verifies the checkpoint files in `stagedDir` and installs them as checkpoint `name` of DATA_DIR `dataDir`. */
   checkpoint(dataDir: string, name: string, stagedDir: string, uploadId: string): Promise<void>;
 }
@@ -39,24 +42,90 @@ interface ReceivedFile {
   path: string;
 }
 
+export interface UploadServiceOptions {
+  layout: DataLayout;
+  limits: UploadLimits;
+  validator: UploadValidator;
+  datasets: DatasetCatalog;
+  checkpoints: CheckpointCatalog;
+}
+
 export class UploadService {
-  constructor(
-    private readonly layout: DataLayout,
-    /** Unpacking limits; the upload size itself is enforced by the multipart parser (app.ts). */
-    private readonly limits: ArchiveLimits,
-    private readonly validator: UploadValidator,
-  ) {}
+  private readonly layout: DataLayout;
+  private readonly limits: UploadLimits;
+  private readonly validator: UploadValidator;
+  private readonly datasets: DatasetCatalog;
+  private readonly checkpoints: CheckpointCatalog;
+  /** Slots, request bytes and free space: shared by every upload of this process. */
+  readonly budget: UploadBudget;
+
+  constructor(opts: UploadServiceOptions) {
+    ({ layout: this.layout, limits: this.limits, validator: this.validator, datasets: this.datasets, checkpoints: this.checkpoints } = opts);
+    this.budget = new UploadBudget(this.layout.root, this.limits);
+  }
+
+  /** See UploadBudget.admit. */
+  admit(contentLength: number | null): Promise<UploadTicket> {
+    return this.budget.admit(contentLength);
+  }
+
+  /** `signal` aborts the upload (the client went away): the staging folder is deleted at once. */
+  async uploadDataset(parts: AsyncIterableIterator<Multipart>, signal?: AbortSignal): Promise<DatasetDescription> {
+    return this.withStaging('upload-dataset', async (staging) => {
+      const { name, files } = await this.receive(parts, staging, signal);
+      if (files.length !== 1) throw new ValidationError('too_many_files', 'Upload a dataset as exactly one .zip or .tar.gz file.', '/file');
+      if (await this.datasets.exists(name)) throw new ConflictError('dataset_exists', `A dataset named "${name}" already exists.`, '/name');
+      // Unpack as <staging>/datasets/<name>, a DATA_DIR-shaped folder the validator can be handed.
+      const root = path.join(staging, 'datasets', name);
+      await this.unpack(files[0].path, root);
+      await this.budget.ensureRoom(0);
+      await this.validator.dataset(staging, name, this.limits.dataset);
+      const description = await describeDatasetFolder(root, name, this.limits.dataset);
+      await renameNoReplace(root, this.layout.datasetDir(name, '/name'), 'dataset');
+      // Described once, here: listing it and submitting jobs on it read the stored description.
+      await this.datasets.remember(description);
+      return description;
+    });
+  }
+
+  async uploadCheckpoint(parts: AsyncIterableIterator<Multipart>, signal?: AbortSignal): Promise<CheckpointDescription> {
+    return this.withStaging('upload-checkpoint', async (staging) => {
+      const { name, files } = await this.receive(parts, staging, signal);
+      if (await this.checkpoints.exists(name)) throw new ConflictError('checkpoint_exists', `A checkpoint named "${name}" already exists.`, '/name');
+      const dir = path.join(staging, 'checkpoint');
+      if (files.length === 1 && (await detectArchiveType(files[0].path))) {
+        await this.unpack(files[0].path, dir);
+      } else {
+        // model.json and its weight files as separate parts, named by their file names.
+        await fs.mkdir(dir);
+        const seen = new Set<string>();
+        for (const f of files) {
+          if (!CHECKPOINT_FILE.test(f.filename) || seen.has(f.filename)) {
+            throw new ValidationError('invalid_file_name', `${JSON.stringify(f.filename)} is not a valid checkpoint file name (plain names such as model.json or group1-shard1of1.bin, each once).`, '/file');
+          }
+          seen.add(f.filename);
+          await fs.rename(f.path, path.join(dir, f.filename));
+        }
+      }
+      // The checkpoint is written once more (with its manifest) when installed.
+      await this.budget.ensureRoom(await folderBytes(dir));
+      await this.validator.checkpoint(this.layout.root, name, dir, `upload-${randomUUID()}`);
+      return this.checkpoints.describe(name);
+    });
+  }
 
   /** Streams every part of a multipart request into `staging`; returns the `name` field and the files. */
-  private async receive(parts: AsyncIterableIterator<Multipart>, staging: string): Promise<{ name: string; files: ReceivedFile[] }> {
+  private async receive(parts: AsyncIterableIterator<Multipart>, staging: string, signal?: AbortSignal): Promise<{ name: string; files: ReceivedFile[] }> {
     let name: string | undefined;
     const files: ReceivedFile[] = [];
-    let count = 0;
-    for await (const part of parts) {
-      if (++count > MAX_PARTS) throw new ValidationError('too_many_parts', `An upload has at most ${MAX_PARTS} parts.`, null);
+    const counter = this.budget.requestCounter();
+    for await (const part of abortable(parts, signal)) {
       if (part.type === 'file') {
+        if (files.length >= this.limits.maxFiles) {
+          throw new GraftError('upload_too_large', `An upload has at most ${this.limits.maxFiles} files (UPLOAD_MAX_FILES).`, { statusCode: 413 });
+        }
         const dest = path.join(staging, `part-${files.length}`);
-        await pipeline(part.file, createWriteStream(dest, { flags: 'wx' }));
+        await pipeline(part.file, counter.stream(), createWriteStream(dest, { flags: 'wx' }), { signal });
         files.push({ filename: part.filename, path: dest });
       } else if (part.fieldname === 'name') {
         name = String(part.value);
@@ -67,6 +136,8 @@ export class UploadService {
     if (name === undefined) throw new ValidationError('missing_field', 'The form field `name` is required.', '/name');
     assertValidName(name, '/name');
     if (files.length === 0) throw new ValidationError('missing_file', 'Attach the data as a file part (a .zip or .tar.gz archive).', '/file');
+    // Unpacking writes at least as much again as the archives hold.
+    await this.budget.ensureRoom(counter.total);
     return { name, files };
   }
 
@@ -85,7 +156,7 @@ export class UploadService {
     }
     await fs.mkdir(dest, { recursive: true });
     try {
-      await extractArchive(archive, dest, this.limits);
+      await extractArchive(archive, dest, this.limits.archive);
     } catch (err) {
       // Point the client at the part to fix: the uploaded file.
       if (err instanceof GraftError && err.param === null) throw new GraftError(err.code, err.message, { param: '/file', statusCode: err.statusCode });
@@ -95,45 +166,35 @@ export class UploadService {
     await unwrapSingleFolder(dest);
   }
 
-  async uploadDataset(parts: AsyncIterableIterator<Multipart>): Promise<DatasetDescription> {
-    return this.withStaging('upload-dataset', async (staging) => {
-      const { name, files } = await this.receive(parts, staging);
-      if (files.length !== 1) throw new ValidationError('too_many_files', 'Upload a dataset as exactly one .zip or .tar.gz file.', '/file');
-      if (await new DatasetCatalog(this.layout).exists(name)) throw new ConflictError('dataset_exists', `A dataset named "${name}" already exists.`, '/name');
-      // Unpack as <staging>/datasets/<name>, so the catalog can describe it before it goes live.
-      const root = path.join(staging, 'datasets', name);
-      await this.unpack(files[0].path, root);
-      const stagedLayout = new DataLayout(staging);
-      await this.validator.dataset(staging, name);
-      const description = await new DatasetCatalog(stagedLayout).describe(name);
-      await renameNoReplace(root, this.layout.datasetDir(name, '/name'), 'dataset');
-      return description;
-    });
-  }
+}
 
-  async uploadCheckpoint(parts: AsyncIterableIterator<Multipart>): Promise<CheckpointDescription> {
-    return this.withStaging('upload-checkpoint', async (staging) => {
-      const { name, files } = await this.receive(parts, staging);
-      if (await new CheckpointCatalog(this.layout).exists(name)) throw new ConflictError('checkpoint_exists', `A checkpoint named "${name}" already exists.`, '/name');
-      const dir = path.join(staging, 'checkpoint');
-      if (files.length === 1 && (await detectArchiveType(files[0].path))) {
-        await this.unpack(files[0].path, dir);
-      } else {
-        // model.json and its weight files as separate parts, named by their file names.
-        await fs.mkdir(dir);
-        const seen = new Set<string>();
-        for (const f of files) {
-          if (!CHECKPOINT_FILE.test(f.filename) || seen.has(f.filename)) {
-            throw new ValidationError('invalid_file_name', `${JSON.stringify(f.filename)} is not a valid checkpoint file name (plain names such as model.json or group1-shard1of1.bin, each once).`, '/file');
-          }
-          seen.add(f.filename);
-          await fs.rename(f.path, path.join(dir, f.filename));
-        }
-      }
-      await this.validator.checkpoint(this.layout.root, name, dir, `upload-${randomUUID()}`);
-      return new CheckpointCatalog(this.layout).describe(name);
-    });
+/**
+ * `parts`, ending with the signal's reason as soon as it aborts: a parser waiting for bytes from
+ * a client that has gone away would otherwise hold its upload slot forever.
+ */
+async function* abortable<T>(parts: AsyncIterator<T>, signal?: AbortSignal): AsyncGenerator<T> {
+  if (!signal) {
+    for (let r = await parts.next(); !r.done; r = await parts.next()) yield r.value;
+    return;
   }
+  let onAbort: () => void = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  aborted.catch(() => {}); // rejected only when raced below
+  try {
+    for (let r = await Promise.race([parts.next(), aborted]); !r.done; r = await Promise.race([parts.next(), aborted])) yield r.value;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
+async function folderBytes(dir: string): Promise<number> {
+  const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
+  const sizes = await Promise.all(entries.filter((e) => e.isFile()).map((e) => fs.stat(path.join(e.parentPath, e.name)).then((s) => s.size)));
+  return sizes.reduce((a, b) => a + b, 0);
 }
 
 /** An archive of a folder usually holds that folder: use its content as the root. */
@@ -145,30 +206,4 @@ async function unwrapSingleFolder(dir: string): Promise<void> {
   await fs.rename(inner, moved);
   await fs.rm(dir, { recursive: true });
   await fs.rename(moved, dir);
-}
-
-/**
- * Everything a training job will read must be readable now: IDX headers and sizes (and labels),
- * or every image of an image folder fully decoded.
- */
-export async function validateDatasetFolder(layout: DataLayout, name: string): Promise<void> {
-  const files = await locateDataset(layout, name);
-  const dir = files.dir;
-  if (files.format === 'idx') {
-    await inspectIdx(files);
-    return;
-  }
-  const all = [...files.train.flat(), ...(files.test ?? []).flat()];
-  let next = 0;
-  const worker = async () => {
-    while (next < all.length) {
-      const rel = all[next++];
-      try {
-        await sharp(path.join(dir, rel), { failOn: 'error' }).raw().toBuffer();
-      } catch (err) {
-        throw new UnprocessableError('dataset_invalid', `Dataset "${name}": ${rel} cannot be decoded as an image (${(err as Error).message}).`, '/file');
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: DECODE_CONCURRENCY }, worker));
 }

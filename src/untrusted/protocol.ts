@@ -1,6 +1,7 @@
 import { GraftError, type ErrorBody } from '../errors';
 import type { JobPlan } from '../spec/plan';
 import type { JobSpec } from '../spec/schema';
+import type { DatasetLimits } from '../storage/datasets';
 
 /**
  * The contract between the API and its pool of untrusted-work threads (src/api/untrusted-pool.ts
@@ -29,6 +30,7 @@ export interface ValidateDatasetTask {
   /** A DATA_DIR-shaped staging root holding datasets/<name>. */
   stagingRoot: string;
   name: string;
+  limits: DatasetLimits;
 }
 
 export interface ImportCheckpointTask {

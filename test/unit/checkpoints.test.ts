@@ -363,6 +363,17 @@ describe('readCheckpoint decodes quantized and int32 weights', () => {
 });
 
 describe('CheckpointCatalog', () => {
+  it('remove() takes a checkpoint away in one rename and leaves nothing in .tmp; a second remove is checkpoint_not_found', async () => {
+    const layout = await freshLayout();
+    const catalog = new CheckpointCatalog(layout);
+    await saveCheckpoint(layout, 'old', sequentialModel(), INPUT);
+    expect(await catalog.exists('old')).toBe(true);
+    await catalog.remove('old');
+    expect(await catalog.exists('old')).toBe(false);
+    expect(await fs.readdir(layout.tmpDir)).toEqual([]);
+    await expect(catalog.remove('old')).rejects.toMatchObject({ code: 'checkpoint_not_found', statusCode: 404 });
+  });
+
   it('describes a checkpoint from its manifest, and the same layers from model.json alone', async () => {
     const layout = await freshLayout();
     const catalog = new CheckpointCatalog(layout);

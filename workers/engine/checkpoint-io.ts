@@ -23,7 +23,7 @@ import {
 import type { DataLayout } from '../../src/storage/layout';
 
 /**
- * Checkpoints on the volume, training side (DESIGN §3): a filesystem IOHandler (tfjs-node's
+ * Checkpoints on the volume, training side (volume layout: docs/ARCHITECTURE.md): a filesystem IOHandler (tfjs-node's
  * `file://` handler is not available everywhere we run), verified reads and atomic writes.
  * The manifest types are defined in src/storage/checkpoints.ts so the API can use them without
  * loading TensorFlow; they are re-exported here for the engine.

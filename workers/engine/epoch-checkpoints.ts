@@ -4,41 +4,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { DataLayout } from '../../src/storage/layout';
 import { TRAINING_STATE_FILE, trainingCheckpointFolders, trainingCheckpointName, trainingCheckpointsDir } from '../../src/storage/training-checkpoints';
 import { FileSystemIOHandler, readCheckpoint } from './checkpoint-io';
-import type { RandomState } from './data/random';
-import type { EpochMetrics } from './trainer';
+import type { ResumeState, TrainingPosition } from './training-state';
 
-/**
- * Per-epoch (and on-shutdown) training checkpoints of one job, under DATA_DIR/jobs/<id>/:
- * the network's weights, every optimizer's state, the best weights so far (output.select
- * "best"), and the position — epoch, batches done in it, the shuffling generator's state at
- * its start, the history — everything a worker on another host needs to continue exactly.
- * Each is written atomically; the last `keep` are kept.
- */
-export interface TrainingPosition {
-  /** The epoch in progress (1-based); `batch` batches of it are done (0 = at its start). */
-  epoch: number;
-  batch: number;
-  /** Shuffling generator at the start of `epoch` (the permutation is replayed on resume). */
-  rngState: RandomState;
-  lossSum: number;
-  correct: number;
-  samplesSeen: number;
-  trainSeconds: number;
-  history: EpochMetrics[];
-  best: number | null;
-  bestEpoch: number | null;
-  sinceBest: number;
-}
-
-export interface ResumeState {
-  position: TrainingPosition;
-  optimizerWeights: NamedTensor[][];
-  bestWeights: tf.Tensor[] | null;
-  /** Frees the tensors above once they have been applied. */
-  dispose(): void;
-}
-
-type NamedTensor = { name: string; tensor: tf.Tensor };
+export type { ResumeState, TrainingPosition } from './training-state';
 
 const STATE_FILE = TRAINING_STATE_FILE;
 
@@ -50,6 +18,13 @@ interface StateFile {
   createdAt: string;
 }
 
+/**
+ * Per-epoch (and on-shutdown) training checkpoints of one job, under DATA_DIR/jobs/<id>/:
+ * the network's weights, every optimizer's state, the best weights so far (output.select
+ * "best"), and the position — epoch, batches done in it, the shuffling generator's state at
+ * its start, the history — everything a worker on another host needs to continue exactly.
+ * Each is written atomically; the last `keep` are kept.
+ */
 export class EpochCheckpoints {
   readonly dir: string;
 

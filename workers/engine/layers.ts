@@ -1,26 +1,32 @@
 import * as tf from '@tensorflow/tfjs';
-import type { LayerPlan } from '../../src/spec/architectures';
 import { Random } from './data/random';
-import type { HeadLayerSpec } from '../../src/spec/schema';
 
 /**
  * Layer construction with seeded initialisers: the same seed and spec build bit-identical
  * networks, which is what makes runs comparable (and the cached/uncached paths testable).
+ * Any class TensorFlow.js registers for (de)serialisation can be built from a plan, so a new
+ * head type (src/spec/heads/) or architecture layer needs no change here.
  */
-type Factory = (config: Record<string, unknown>) => tf.layers.Layer;
+export interface BuildableLayer {
+  name: string;
+  /** A TensorFlow.js layer class name as registered for serialisation, e.g. "Dense". */
+  className: string;
+  config: Record<string, unknown>;
+}
 
-const FACTORIES: Record<string, Factory> = {
-  Conv2D: (c) => tf.layers.conv2d(c as never),
-  Conv2DTranspose: (c) => tf.layers.conv2dTranspose(c as never),
-  MaxPooling2D: (c) => tf.layers.maxPooling2d(c as never),
-  Flatten: (c) => tf.layers.flatten(c as never),
-  Dense: (c) => tf.layers.dense(c as never),
-  Reshape: (c) => tf.layers.reshape(c as never),
-  UpSampling2D: (c) => tf.layers.upSampling2d(c as never),
-  Dropout: (c) => tf.layers.dropout(c as never),
-  GlobalAveragePooling2D: (c) => tf.layers.globalAveragePooling2d(c as never),
-  BatchNormalization: (c) => tf.layers.batchNormalization(c as never),
-};
+type Constructor = [tf.serialization.SerializableConstructor<tf.serialization.Serializable>, (cls: unknown, config: tf.serialization.ConfigDict) => unknown];
+
+function registered(className: string): Constructor | undefined {
+  const map = tf.serialization.SerializationMap.getMap().classNameMap as Record<string, Constructor | undefined>;
+  return Object.prototype.hasOwnProperty.call(map, className) ? map[className] : undefined;
+}
+
+function construct<T>(className: string, config: Record<string, unknown>): T {
+  const entry = registered(className);
+  if (!entry) throw new Error(`unsupported layer class ${className}`);
+  const [cls, fromConfig] = entry;
+  return fromConfig(cls, config as tf.serialization.ConfigDict) as T;
+}
 
 /** Initialisers that draw random numbers and so take a seed. */
 const SEEDED_INITIALIZERS = new Set([
@@ -38,14 +44,30 @@ export function deriveSeed(seed: number, ...parts: string[]): number {
   return (h >>> 0) % 2147483647;
 }
 
-export function buildLayer(plan: LayerPlan | { name: string; className: string; config: Record<string, unknown> }, seed: number, extra: Record<string, unknown> = {}): tf.layers.Layer {
-  const factory = FACTORIES[plan.className];
-  if (!factory) throw new Error(`unsupported layer class ${plan.className}`);
-  const config: Record<string, unknown> = { ...plan.config, ...extra, name: plan.name };
-  if (['Conv2D', 'Conv2DTranspose', 'Dense'].includes(plan.className)) {
-    config.kernelInitializer = tf.initializers.glorotUniform({ seed: deriveSeed(seed, plan.name, 'kernel') });
+/**
+ * Seeded replacements for the random initialisers the layer would use by default. Kernels are
+ * Glorot-uniform, as in Keras (tfjs defaults to Glorot-normal); any other random initialiser
+ * keeps its class and gains a seed. Initialisers the plan sets itself are left alone.
+ */
+function seededInitializers(className: string, config: Record<string, unknown>, seed: number, name: string): Record<string, unknown> {
+  const defaults = construct<tf.layers.Layer>(className, { ...config, name }).getConfig();
+  const seeded: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(defaults)) {
+    if (!key.endsWith('Initializer') || key in config || !value || typeof value !== 'object') continue;
+    const init = value as { className?: string; config?: Record<string, unknown> };
+    if (!init.className || !SEEDED_INITIALIZERS.has(init.className)) continue;
+    const weightSeed = deriveSeed(seed, name, key.slice(0, -'Initializer'.length));
+    seeded[key] = key === 'kernelInitializer'
+      ? tf.initializers.glorotUniform({ seed: weightSeed })
+      : construct(init.className, { ...init.config, seed: weightSeed });
   }
-  const layer = factory(config);
+  return seeded;
+}
+
+export function buildLayer(plan: BuildableLayer, seed: number, extra: Record<string, unknown> = {}): tf.layers.Layer {
+  const config: Record<string, unknown> = { ...plan.config, ...extra, name: plan.name };
+  Object.assign(config, seededInitializers(plan.className, config, seed, plan.name));
+  const layer = construct<tf.layers.Layer>(plan.className, config);
   if (plan.className === 'Dropout') seedDropout(layer, deriveSeed(seed, plan.name, 'dropout'), config.rate as number);
   return layer;
 }
@@ -62,21 +84,6 @@ function seedDropout(layer: tf.layers.Layer, seed: number, rate: number): void {
       const x = Array.isArray(inputs) ? inputs[0] : inputs;
       return kwargs.training && rate > 0 ? tf.dropout(x, rate, undefined, rng.nextUint32()) : x.clone();
     });
-}
-
-export function headLayerPlan(layer: HeadLayerSpec, name: string): { name: string; className: string; config: Record<string, unknown> } {
-  switch (layer.type) {
-    case 'dense':
-      return { name, className: 'Dense', config: { units: layer.units, activation: layer.activation ?? 'linear', useBias: layer.useBias ?? true } };
-    case 'dropout':
-      return { name, className: 'Dropout', config: { rate: layer.rate } };
-    case 'flatten':
-      return { name, className: 'Flatten', config: {} };
-    case 'globalAveragePooling2d':
-      return { name, className: 'GlobalAveragePooling2D', config: {} };
-    case 'batchNormalization':
-      return { name, className: 'BatchNormalization', config: layer.momentum === undefined ? {} : { momentum: layer.momentum } };
-  }
 }
 
 /**

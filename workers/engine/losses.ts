@@ -6,8 +6,14 @@ const EPSILON = 1e-7;
 
 export type LossFn = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Scalar;
 
-function finalActivation(model: tf.LayersModel): string {
+/**
+ * The activation the network's output has been through. A layer of class Softmax carries no
+ * `activation` in its config but is one (Keras `layers.Softmax()`); treating it as linear would
+ * apply softmax a second time inside the loss.
+ */
+export function finalActivation(model: tf.LayersModel): string {
   const last = model.layers[model.layers.length - 1];
+  if (last.getClassName() === 'Softmax') return 'softmax';
   return String((last.getConfig() as { activation?: string }).activation ?? 'linear');
 }
 

@@ -3,7 +3,8 @@ import { UnprocessableError } from '../../src/errors';
 import { planArchitecture } from '../../src/spec/architectures';
 import { defaultHeadName } from '../../src/spec/preflight';
 import type { JobSpec } from '../../src/spec/schema';
-import { buildLayer, headLayerPlan, seedTopology } from './layers';
+import { headLayerPlan } from '../../src/spec/heads';
+import { buildLayer, seedTopology } from './layers';
 import { compileLrMultipliers, lrMultiplierFor, planRestore, selectFrozen, type RestorePlan } from '../../src/spec/selection';
 
 /**

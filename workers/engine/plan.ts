@@ -29,7 +29,12 @@ const BYTES_PER_FLOAT = 4;
 /** Builds the plan, or throws the GraftError the job would fail with. */
 export async function planJob(spec: JobSpec, input: PlanInput): Promise<JobPlan> {
   await ensureCpuBackend();
-  const target = await withShapeOnlyWeights(() => buildTarget(spec, { ...input }));
+  // A plan never needs weight values (and shape-only placeholders cannot take them).
+  const loadSource = async (name: string): Promise<SourceCheckpoint> => {
+    const source = await input.loadSource(name);
+    return { modelTopology: source.modelTopology, weights: new Map([...source.weights].map(([n, w]) => [n, { shape: w.shape, dtype: w.dtype }])) };
+  };
+  const target = await withShapeOnlyWeights(() => buildTarget(spec, { ...input, loadSource }));
   try {
     const model = target.model;
     if (input.budget) checkBudget(model, input.budget);

@@ -1,9 +1,9 @@
 import { UnprocessableError } from '../../src/errors';
 import type { JobProgress, JobResult } from '../../src/jobs/types';
-import type { JobSpec } from '../../src/spec/schema';
+import { DEFAULT_OUTPUT_SELECT, DEFAULT_VALIDATION_SPLIT, resolveTraining, type JobSpec } from '../../src/spec/schema';
 import { DatasetCatalog } from '../../src/storage/datasets';
 import type { DataLayout } from '../../src/storage/layout';
-import type { BackendName } from './backend';
+import type { BackendName } from '../../src/spec/backends';
 import { readCheckpoint, saveCheckpoint, type CheckpointManifest } from './checkpoint-io';
 import { loadDataset } from './data';
 import { stratifiedSplit } from './data/random';
@@ -12,7 +12,7 @@ import { evaluate, type Metrics } from './evaluate';
 import { lossFor } from './losses';
 import { buildTarget, dispose, type Shape3, type TargetModel } from './model';
 import type { Split } from './host-data';
-import { train, type EpochMetrics } from './trainer';
+import { train, type EpochMetrics, type TrainOptions, type TrainResult } from './trainer';
 
 /**
  * One job, start to finish: dataset → target network → training → evaluation → checkpoint.
@@ -54,7 +54,7 @@ interface Prepared {
 
 export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome> {
   const log = ctx.log ?? (() => undefined);
-  const training = { epochs: 10, batchSize: 32, optimizer: 'adam' as const, learningRate: 0.001, seed: 0, ...spec.training };
+  const training = resolveTraining(spec);
   const progress = (p: Partial<JobProgress> & { phase: string }) =>
     ctx.onProgress?.({ epoch: 0, epochs: training.epochs, batch: 0, batches: 0, loss: null, accuracy: null, valLoss: null, valAccuracy: null, ...p });
 
@@ -71,42 +71,17 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
       numClasses,
       loadSource: (name) => readCheckpoint(ctx.layout.checkpointDir(name, '/source/checkpoint')),
     });
-    if (target.restore) {
-      log('restored weights', { restored: target.restore.restored.length, skipped: target.restore.skipped });
-      await ctx.onEvent?.(`Restored ${target.restore.restored.length} weights from "${spec.source!.checkpoint}".`, { restored: target.restore.restored });
-      if (target.restore.skipped.length > 0) {
-        await ctx.onWarning?.(
-          `The restore regex selected ${target.restore.skipped.length} weights the target network does not have; they were skipped: ${target.restore.skipped.slice(0, 8).join(', ')}${target.restore.skipped.length > 8 ? ', …' : ''}.`,
-          { skipped: target.restore.skipped },
-        );
-      }
-    }
+    await reportRestore(spec, target, ctx, log);
 
     const epochCheckpoints = ctx.checkpointKeep ? new EpochCheckpoints(ctx.layout, ctx.jobId, ctx.checkpointKeep) : null;
-    resume = epochCheckpoints ? await epochCheckpoints.resumeInto(target.model) : null;
-    if (resume) {
-      const { epoch, batch } = resume.position;
-      log('resuming', { epoch, batch });
-      await ctx.onEvent?.(`Resuming from the checkpoint at epoch ${epoch}${batch ? `, batch ${batch}` : ''} instead of starting over.`, { resume: { epoch, batch } });
-    }
+    resume = await resumeFrom(epochCheckpoints, target, ctx, log);
 
     const data = await prepareData(spec, ctx, target, description.splits.test !== undefined && description.splits.test !== null, numClasses);
-
+    const model = target.model;
     const trained = await train(target, data.train, data.val, {
-      classes: target.task === 'classification' ? numClasses : 0,
-      epochs: training.epochs,
-      batchSize: training.batchSize,
-      optimizer: training.optimizer,
-      learningRate: training.learningRate,
-      seed: training.seed,
-      earlyStopping: training.earlyStopping,
-      maxRuntimeSeconds: training.maxRuntimeSeconds,
-      select: spec.output.select ?? 'last',
-      featureCacheMaxBytes: ctx.featureCacheMaxBytes,
-      signal: ctx.signal,
-      interrupt: ctx.interrupt,
+      ...trainingOptions(spec, ctx, target.task === 'classification' ? numClasses : 0),
       resume,
-      onCheckpoint: epochCheckpoints ? (position, optimizers, best) => epochCheckpoints.save(position, target!.model, optimizers, best) : undefined,
+      onCheckpoint: epochCheckpoints ? (position, optimizers, best) => epochCheckpoints.save(position, model, optimizers, best) : undefined,
       onBatch: (p) => progress({ ...p }),
       onEpoch: async (m, p) => {
         await progress({ ...p, valLoss: m.valLoss, valAccuracy: m.valAccuracy });
@@ -115,54 +90,109 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
     });
 
     await progress({ phase: 'evaluating', epoch: trained.epochsRun, batches: 0 });
-    const { fn: lossFn } = lossFor(target.model, target.task);
-    const evalOpts = { lossFn, batchSize: EVAL_BATCH, classes: target.task === 'classification' ? numClasses : 0, withConfusion: true, classNames: data.classes };
-    const validation = data.val ? await evaluate(target.model, data.val, evalOpts) : null;
-    const test = data.test ? await evaluate(target.model, data.test, evalOpts) : null;
-    const metrics = { validation: publicMetrics(validation), test: publicMetrics(test) };
+    const metrics = await evaluateTarget(target, data, numClasses);
 
     await progress({ phase: 'saving', epoch: trained.epochsRun });
-    const manifest = await saveCheckpoint(ctx.layout, spec.output.checkpoint, target.model, {
-      jobId: ctx.jobId,
-      jobType: spec.type,
-      task: target.task,
-      inputShape: target.inputShape,
-      labels: target.task === 'classification' ? data.classes : undefined,
-      spec: spec as unknown as Record<string, unknown>,
-      source: spec.source
-        ? { checkpoint: spec.source.checkpoint, restored: target.restore?.restored ?? [], skipped: target.restore?.skipped ?? [], mismatched: [] }
-        : null,
-      frozen: target.frozen,
-      lrMultipliers: target.lrMultipliers,
-      backend: ctx.backend,
-      metrics: { ...metrics, training: { epochsRun: trained.epochsRun, stoppedEarly: trained.stoppedEarly, bestEpoch: trained.bestEpoch, seconds: trained.seconds, samplesPerSecond: trained.samplesPerSecond, featureCache: trained.featureCache } },
-      history: trained.history.map((h) => ({ ...h })),
-    });
-
-    return {
-      manifest,
-      result: {
-        checkpoint: spec.output.checkpoint,
-        backend: ctx.backend,
-        metrics,
-        epochsRun: trained.epochsRun,
-        restored: target.restore?.restored,
-        skipped: target.restore?.skipped,
-        frozen: target.frozen,
-        featureCache: trained.featureCache,
-        trainingSeconds: round(trained.seconds),
-      },
-    };
+    return await saveOutcome(spec, ctx, target, trained, metrics, data.classes);
   } finally {
     resume?.dispose();
     if (target) dispose(target.model);
   }
 }
 
+/** Tells the job's log what was restored, and warns about selected weights the target lacks. */
+async function reportRestore(spec: JobSpec, target: TargetModel, ctx: RunContext, log: NonNullable<RunContext['log']>): Promise<void> {
+  if (!target.restore) return;
+  const { restored, skipped } = target.restore;
+  log('restored weights', { restored: restored.length, skipped });
+  await ctx.onEvent?.(`Restored ${restored.length} weights from "${spec.source!.checkpoint}".`, { restored });
+  if (skipped.length > 0) {
+    await ctx.onWarning?.(
+      `The restore regex selected ${skipped.length} weights the target network does not have; they were skipped: ${skipped.slice(0, 8).join(', ')}${skipped.length > 8 ? ', …' : ''}.`,
+      { skipped },
+    );
+  }
+}
+
+/** Loads the job's newest training checkpoint into the target, if it has one. */
+async function resumeFrom(checkpoints: EpochCheckpoints | null, target: TargetModel, ctx: RunContext, log: NonNullable<RunContext['log']>): Promise<ResumeState | null> {
+  const resume = checkpoints ? await checkpoints.resumeInto(target.model) : null;
+  if (resume) {
+    const { epoch, batch } = resume.position;
+    log('resuming', { epoch, batch });
+    await ctx.onEvent?.(`Resuming from the checkpoint at epoch ${epoch}${batch ? `, batch ${batch}` : ''} instead of starting over.`, { resume: { epoch, batch } });
+  }
+  return resume;
+}
+
+/** The trainer's options from the spec (defaults written in) and the run's context. */
+function trainingOptions(spec: JobSpec, ctx: RunContext, classes: number): Omit<TrainOptions, 'resume' | 'onCheckpoint' | 'onBatch' | 'onEpoch'> {
+  const training = resolveTraining(spec);
+  return {
+    classes,
+    epochs: training.epochs,
+    batchSize: training.batchSize,
+    optimizer: training.optimizer,
+    learningRate: training.learningRate,
+    seed: training.seed,
+    earlyStopping: training.earlyStopping,
+    maxRuntimeSeconds: training.maxRuntimeSeconds,
+    select: spec.output.select ?? DEFAULT_OUTPUT_SELECT,
+    featureCacheMaxBytes: ctx.featureCacheMaxBytes,
+    signal: ctx.signal,
+    interrupt: ctx.interrupt,
+  };
+}
+
+/** Final metrics on the validation and test splits, rounded for the job record. */
+async function evaluateTarget(target: TargetModel, data: Prepared, numClasses: number) {
+  const { fn: lossFn } = lossFor(target.model, target.task);
+  const evalOpts = { lossFn, batchSize: EVAL_BATCH, classes: target.task === 'classification' ? numClasses : 0, withConfusion: true, classNames: data.classes };
+  const validation = data.val ? await evaluate(target.model, data.val, evalOpts) : null;
+  const test = data.test ? await evaluate(target.model, data.test, evalOpts) : null;
+  return { validation: publicMetrics(validation), test: publicMetrics(test) };
+}
+
+type PublicMetrics = Awaited<ReturnType<typeof evaluateTarget>>;
+
+/** Writes the output checkpoint and its manifest; returns them with the job's result. */
+async function saveOutcome(spec: JobSpec, ctx: RunContext, target: TargetModel, trained: TrainResult, metrics: PublicMetrics, classes: string[]): Promise<JobOutcome> {
+  const manifest = await saveCheckpoint(ctx.layout, spec.output.checkpoint, target.model, {
+    jobId: ctx.jobId,
+    jobType: spec.type,
+    task: target.task,
+    inputShape: target.inputShape,
+    labels: target.task === 'classification' ? classes : undefined,
+    spec: spec as unknown as Record<string, unknown>,
+    source: spec.source
+      ? { checkpoint: spec.source.checkpoint, restored: target.restore?.restored ?? [], skipped: target.restore?.skipped ?? [], mismatched: [] }
+      : null,
+    frozen: target.frozen,
+    lrMultipliers: target.lrMultipliers,
+    backend: ctx.backend,
+    metrics: { ...metrics, training: { epochsRun: trained.epochsRun, stoppedEarly: trained.stoppedEarly, bestEpoch: trained.bestEpoch, seconds: trained.seconds, samplesPerSecond: trained.samplesPerSecond, featureCache: trained.featureCache } },
+    history: trained.history.map((h) => ({ ...h })),
+  });
+  return {
+    manifest,
+    result: {
+      checkpoint: spec.output.checkpoint,
+      backend: ctx.backend,
+      metrics,
+      epochsRun: trained.epochsRun,
+      restored: target.restore?.restored,
+      skipped: target.restore?.skipped,
+      frozen: target.frozen,
+      featureCache: trained.featureCache,
+      trainingSeconds: round(trained.seconds),
+    },
+  };
+}
+
 async function prepareData(spec: JobSpec, ctx: RunContext, target: TargetModel, hasTest: boolean, numClasses: number): Promise<Prepared> {
-  const seed = spec.training?.seed ?? 0;
+  const { seed } = resolveTraining(spec);
   const loaded = await loadDataset(ctx.layout, spec.dataset.name, { inputShape: target.inputShape, split: 'train' });
-  const fraction = spec.dataset.validationSplit ?? 0.1;
+  const fraction = spec.dataset.validationSplit ?? DEFAULT_VALIDATION_SPLIT;
   let trainIdx: Int32Array;
   let valIdx: Int32Array;
   if (fraction > 0) {

@@ -2,7 +2,7 @@ import { captureGraftError, type ImportCheckpointTask, type PlanTask, type TaskO
 import type { JobPlan } from '../../src/spec/plan';
 import { CheckpointCatalog } from '../../src/storage/checkpoints';
 import { DataLayout } from '../../src/storage/layout';
-import { validateDatasetFolder } from '../../src/storage/uploads';
+import { validateDatasetFolder } from '../../src/storage/datasets';
 import { importCheckpoint as installCheckpoint } from '../engine/checkpoint-io';
 import { ensureCpuBackend } from '../engine/cpu';
 import { planJob } from '../engine/plan';
@@ -32,7 +32,7 @@ export async function plan(task: PlanTask): Promise<TaskOutcome<JobPlan>> {
 
 export async function validateDataset(task: ValidateDatasetTask): Promise<TaskOutcome<null>> {
   return captureGraftError(async () => {
-    await validateDatasetFolder(new DataLayout(task.stagingRoot), task.name);
+    await validateDatasetFolder(task.stagingRoot, task.name, task.limits);
     return null;
   });
 }

@@ -1,12 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { ErrorResponseSchema } from '../../jobs/types';
-import { DatasetDescriptionSchema, DatasetSummarySchema } from '../../storage/datasets';
-import { NAME_PATTERN } from '../../storage/names';
+import { NotFoundError } from '../../errors';
+import { NameParams, deleteRouteSchema } from '../schemas/common';
+import { DatasetDescriptionSchema, DatasetSummarySchema } from '../schemas/datasets';
+import { ErrorResponseSchema } from '../schemas/errors';
 import type { AppDeps } from '../services';
+import { inUse } from './in-use';
 
-const NameParams = Type.Object({ name: Type.String({ pattern: NAME_PATTERN }) }, { additionalProperties: false });
-
+/** Datasets: list, describe, delete (uploads are in uploads.ts). */
 export const datasetRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
   app.get(
     '/datasets',
@@ -26,4 +27,13 @@ export const datasetRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async
     },
     async (request) => deps.datasets.describe(request.params.name),
   );
+
+  app.delete('/datasets/:name', { schema: deleteRouteSchema('dataset') }, async (request, reply) => {
+    const { name } = request.params;
+    if (!(await deps.datasets.exists(name))) throw new NotFoundError('dataset_not_found', `There is no dataset "${name}".`, null);
+    const users = await deps.jobs.usersOf('dataset', name);
+    if (users.length > 0) throw inUse('dataset', name, users);
+    await deps.datasets.remove(name);
+    return reply.status(204).send(null);
+  });
 };

@@ -1,13 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
+import { BACKENDS, backendNamed } from '../backends';
 import { conv2DBackpropFilter, conv2DBackpropInput } from './conv2d';
 import { depthwiseConv2dNativeBackpropFilter, depthwiseConv2dNativeBackpropInput } from './depthwise';
-import { fastTransposedMatMul } from './matmul';
 import { maxPoolGrad } from './maxpool';
 
 /**
  * Gradient kernels that make convolution training possible (wasm lacks them) and fast (cpu's and
  * some of wasm's are scalar loops), all expressed through the backend's own forward kernels.
- * tfjs-node ('tensorflow') has native ones and is left alone, as is any backend not listed.
+ * Which backend gets which is part of that backend's entry (workers/engine/backends/); tfjs-node
+ * ('tensorflow') has native ones and gets none, as does any backend not registered.
  */
 
 const KERNELS: Record<string, tf.KernelFunc> = {
@@ -18,24 +19,21 @@ const KERNELS: Record<string, tf.KernelFunc> = {
   MaxPoolGrad: maxPoolGrad,
 };
 
-/** Which kernels replace (or supply) each backend's, chosen by measurement (bench/kernels.ts). */
-export const TRAINING_KERNELS: Readonly<Record<string, readonly string[]>> = {
-  wasm: ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput', 'MaxPoolGrad'],
-  cpu: ['Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter', 'MaxPoolGrad'],
-};
+/** Which kernels replace (or supply) each backend's, from the backend registry. */
+export const TRAINING_KERNELS: Readonly<Record<string, readonly string[]>> = Object.fromEntries(
+  BACKENDS.filter((b) => b.trainingKernels.length > 0).map((b) => [b.name, b.trainingKernels]),
+);
 
 /** The stock kernels replaced, so a benchmark or test can put them back. */
 const replaced = new Map<string, tf.KernelConfig>();
 
 /** Kernels that wrap the backend's own (they fall back to it for the cases it does well). */
-const WRAPPERS: Readonly<Record<string, Record<string, (stock: tf.KernelFunc) => tf.KernelFunc>>> = {
-  wasm: { BatchMatMul: fastTransposedMatMul },
-};
+const wrappersOf = (backendName: string) => backendNamed(backendName)?.kernelWrappers ?? {};
 const wrapped = new Set<tf.KernelFunc>();
 
 /** Registers graft's training kernels for `backendName`; safe to call any number of times. */
 export function registerTrainingKernels(backendName: string): void {
-  for (const [kernelName, wrap] of Object.entries(WRAPPERS[backendName] ?? {})) {
+  for (const [kernelName, wrap] of Object.entries(wrappersOf(backendName))) {
     const existing = tf.getKernel(kernelName, backendName);
     if (!existing || wrapped.has(existing.kernelFunc)) continue;
     const kernelFunc = wrap(existing.kernelFunc);
@@ -58,7 +56,7 @@ export function registerTrainingKernels(backendName: string): void {
 
 /** Undoes registerTrainingKernels (stock kernels back, missing ones missing again). */
 export function unregisterTrainingKernels(backendName: string): void {
-  for (const kernelName of Object.keys(WRAPPERS[backendName] ?? {})) {
+  for (const kernelName of Object.keys(wrappersOf(backendName))) {
     const current = tf.getKernel(kernelName, backendName);
     const original = replaced.get(`${backendName}/${kernelName}`);
     if (!current || !original || !wrapped.has(current.kernelFunc)) continue;

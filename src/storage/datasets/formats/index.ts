@@ -1,0 +1,24 @@
+import type { DatasetFiles, DatasetFormat } from '../types';
+import { idxFormat } from './idx';
+import { imageFolderFormat } from './image-folder';
+
+/**
+ * The dataset formats graft reads, in detection order (the first whose detect() claims a folder
+ * wins). A new format is one file implementing DatasetFormat and one line here.
+ */
+export const DATASET_FORMATS: readonly DatasetFormat[] = [
+  idxFormat as DatasetFormat,
+  imageFolderFormat as DatasetFormat,
+];
+
+export const DATASET_FORMAT_NAMES: readonly string[] = DATASET_FORMATS.map((f) => f.name);
+
+/** The format that produced `files` (their `format` field names it). */
+export function formatOf(files: DatasetFiles): DatasetFormat {
+  const format = DATASET_FORMATS.find((f) => f.name === files.format);
+  if (!format) throw new Error(`unknown dataset format ${files.format}`);
+  return format;
+}
+
+/** "Expected <what each format expects, joined>.": the help every "not a dataset" message ends with. */
+export const EXPECTED_FILES = `Expected ${DATASET_FORMATS.map((f) => f.expected).join(', or ')}.`;

@@ -1,0 +1,116 @@
+import type { Dirent } from 'node:fs';
+import { UnprocessableError } from '../../errors';
+
+/**
+ * What every dataset format shares: the files a scan found, the content a description reports,
+ * the arrays a load produces, and the contract a format implements (formats/).
+ */
+
+/** [height, width, channels] of one sample. */
+export type ImageShape = [number, number, number];
+export type SplitName = 'train' | 'test';
+
+/** The JSON pointer of the dataset in a job spec: where a user fixes a wrong choice of dataset. */
+export const DATASET_PARAM = '/dataset/name';
+
+/** The files of one dataset as a format's detect() found them; paths are relative to `dir`. */
+export interface DatasetFiles {
+  format: string;
+  name: string;
+  dir: string;
+}
+
+/** The budgets user data is read under (config: DATASET_MAX_BYTES, IMAGE_MAX_PIXELS, IMAGE_MAX_DIMENSION). */
+export interface DatasetLimits {
+  /** Largest file once inflated (IDX), by its header and by what it really inflates to. */
+  maxFileBytes: number;
+  /** Most pixels of one image; larger ones are refused before they are decoded. */
+  imageMaxPixels: number;
+  /** Largest width or height of one image. */
+  imageMaxDimension: number;
+}
+
+export interface SplitCounts {
+  count: number;
+  /** Samples per class, in the order of `classes`. */
+  perClass: number[];
+}
+
+/** What a format reports about a dataset's content (the catalog adds name, size and time). */
+export interface DatasetContent {
+  format: string;
+  inputShape: ImageShape | null;
+  classes: string[];
+  numClasses: number;
+  splits: { train: SplitCounts; test?: SplitCounts };
+}
+
+export interface LoadRequest {
+  /** The model's input; null = the dataset's own shape. */
+  inputShape: ImageShape | null;
+  split: SplitName;
+  /** At most this many samples, taken from the start of the split. */
+  limit?: number;
+}
+
+export interface LoadedDataset {
+  /** n × h × w × c floats in [0, 1], row-major (NHWC). */
+  images: Float32Array;
+  shape: [number, number, number, number];
+  /** Class index per sample. */
+  labels: Int32Array;
+  classes: string[];
+}
+
+export interface DetectContext {
+  dir: string;
+  name: string;
+  /** The folder's visible top-level entries (hidden files are never data; symlinks are neither files nor folders). */
+  entries: Dirent[];
+  /** What every format expects, for messages that tell the user what to upload instead. */
+  expected: string;
+}
+
+/**
+ * One dataset format. Adding a format is one file implementing this and one line in
+ * formats/index.ts; nothing else switches on the format.
+ */
+export interface DatasetFormat<F extends DatasetFiles = DatasetFiles> {
+  readonly name: string;
+  /** The files it expects, e.g. "image folders train/<class>/*.png"; joined into help messages. */
+  readonly expected: string;
+  /** What it is called in "it holds neither ... nor ..." messages, e.g. "IDX files". */
+  readonly noun: string;
+  /**
+   * The dataset's files if the folder is in this format, null if it is not; dataset_invalid if
+   * it is but something is missing. Lists folders only: reads no file.
+   */
+  detect(ctx: DetectContext): Promise<F | null>;
+  /** Format, shape, classes and counts from headers and listings: cheap, nothing fully decoded. */
+  describe(files: F, limits: DatasetLimits): Promise<DatasetContent>;
+  /** Everything a training job will read must be readable now (the upload check; runs in the untrusted-work pool). */
+  validate(files: F, limits: DatasetLimits): Promise<void>;
+  /** A split as plain typed arrays (no TensorFlow), resized or checked against `req.inputShape`. */
+  load(files: F, req: LoadRequest, limits: DatasetLimits): Promise<LoadedDataset>;
+}
+
+export function datasetInvalid(name: string, message: string, details?: unknown): UnprocessableError {
+  return new UnprocessableError('dataset_invalid', `Dataset "${name}": ${message}`, null, details);
+}
+
+/** How a file of a dataset is named in messages: never the server's absolute path. */
+export function displayPath(files: DatasetFiles, rel: string): string {
+  return `${files.name}/${rel}`;
+}
+
+export function formatShape(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+export function splitEmpty(name: string, split: SplitName): UnprocessableError {
+  const hint = split === 'test' ? ' (add t10k-images-idx3-ubyte + t10k-labels-idx1-ubyte, or test/<class>/ folders)' : '';
+  return new UnprocessableError('dataset_split_empty', `Dataset "${name}" has no ${split} samples${hint}.`, DATASET_PARAM);
+}
+
+/** pixel byte → [0, 1]; a table is both faster and exactly the same as dividing every time. */
+export const BYTE_TO_UNIT = Float32Array.from({ length: 256 }, (_, i) => i / 255);
