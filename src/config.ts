@@ -21,7 +21,9 @@ export const ConfigSchema = Type.Object({
   WORKER_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 64, default: 1, description: 'Jobs one worker process trains at once (each in its own child process).' }),
   QUEUE_NAME: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$', default: 'graft', description: 'BullMQ queue name; also namespaces graft\'s own Redis keys.' }),
   JOB_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 20, default: 3, description: 'Attempts for infrastructure failures (crashes, lost workers); user errors are never retried.' }),
-  JOB_RETENTION_SECONDS: Type.Integer({ minimum: 60, default: 7 * 24 * 3600, description: 'How long finished jobs stay listed.' }),
+  JOB_RETENTION_SECONDS: Type.Integer({ minimum: 1, default: 7 * 24 * 3600, description: 'How long finished jobs stay listed; then their record, journal and DATA_DIR/jobs/<id>/ folder are removed.' }),
+  RECONCILE_INTERVAL_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 60, description: 'Every this often (and at start) a worker reconciles job records with the queue and removes expired jobs and abandoned staging folders.' }),
+  TMP_GRACE_SECONDS: Type.Integer({ minimum: 1, default: 3600, description: 'A DATA_DIR/.tmp entry untouched for this long is a crashed write and is removed.' }),
   FEATURE_CACHE_MAX_MB: Type.Integer({ minimum: 0, default: 1024, description: 'Largest frozen-prefix feature cache a job may hold in memory; 0 disables caching.' }),
   EPOCH_CHECKPOINTS_KEEP: Type.Integer({ minimum: 0, maximum: 100, default: 2, description: 'Training checkpoints kept per job (written every epoch and on shutdown) for resuming; 0 disables resuming.' }),
   SHUTDOWN_TIMEOUT_SECONDS: Type.Integer({ minimum: 1, maximum: 3600, default: 30, description: 'On SIGTERM a worker checkpoints its jobs at the next batch and exits within this time.' }),
@@ -46,6 +48,17 @@ export const ConfigSchema = Type.Object({
   DATASET_MAX_BYTES: Type.Integer({ minimum: 1024, default: 2 * 1024 ** 3, description: 'Largest dataset file once inflated (an IDX file, as its header says and as it decompresses); larger get 422.' }),
   IMAGE_MAX_PIXELS: Type.Integer({ minimum: 1, default: 4096 * 4096, description: 'Most pixels (width x height) of one dataset image; larger images are refused (422) before they are decoded.' }),
   IMAGE_MAX_DIMENSION: Type.Integer({ minimum: 1, default: 8192, description: 'Largest width or height of one dataset image, in pixels.' }),
+  JOB_SPEC_MAX_BYTES: Type.Integer({ minimum: 1024, default: 1024 * 1024, description: 'Largest job spec (POST /v1/jobs and /v1/plans body, topology included); larger ones get 413.' }),
+  MODEL_MAX_LAYERS: Type.Integer({ minimum: 1, default: 1000, description: 'Most layers a user topology (model.topology) may have; more gets 422 model_too_large.' }),
+  CONFUSION_MATRIX_MAX_CLASSES: Type.Integer({ minimum: 0, default: 100, description: 'Evaluation keeps a confusion matrix only up to this many classes (above it the matrix is null; per-class accuracy is still reported).' }),
+  SSE_MAX_STREAMS: Type.Integer({ minimum: 1, default: 1000, description: 'Most open event streams (Server-Sent Events) per API process; more get 429 with Retry-After.' }),
+  PRESSURE_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, default: 1000, description: 'The API answers 503 with Retry-After while its event-loop delay is above this; 0 disables the check.' }),
+  PRESSURE_MAX_HEAP_USED_MB: Type.Integer({ minimum: 0, default: 1024, description: 'The API answers 503 with Retry-After while its V8 heap in use is above this; 0 disables the check.' }),
+  PRESSURE_MAX_RSS_MB: Type.Integer({ minimum: 0, default: 1536, description: 'The API answers 503 with Retry-After while its resident memory is above this; 0 disables the check.' }),
+  PRESSURE_RETRY_AFTER_SECONDS: Type.Integer({ minimum: 1, maximum: 3600, default: 5, description: 'Retry-After of a 503 (overloaded) or 429 (too many streams).' }),
+  REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 0, default: 600_000, description: 'Longest time to receive one whole request, uploads included (a slow client is cut off); 0 disables.' }),
+  CONNECTION_TIMEOUT_MS: Type.Integer({ minimum: 0, default: 120_000, description: 'An idle connection (no bytes either way) is closed after this; event streams send a keep-alive every 10 s. 0 disables.' }),
+  KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 1, default: 72_000, description: 'How long an idle keep-alive connection is kept open between requests (above common load-balancer idle timeouts).' }),
 });
 
 export type Config = Static<typeof ConfigSchema>;

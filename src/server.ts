@@ -7,9 +7,11 @@ import { createServices } from './api/services';
 /** The only file that listens. */
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
+  // One logger for the process: Fastify's (each request logs through a child with its id) and
+  // the services' (children of the same instance).
   const logger = pino({ level: config.LOG_LEVEL, name: 'graft-api' });
-  const services = await createServices(config, logger, { warmPool: true });
-  const app = await buildApp({ config, deps: services.deps, logger: { level: config.LOG_LEVEL, name: 'graft-api' } });
+  const services = await createServices(config, logger.child({ component: 'services' }), { warmPool: true });
+  const app = await buildApp({ config, deps: services.deps, logger });
 
   closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
     if (err) logger.error({ err }, 'closing after an error');

@@ -1,7 +1,7 @@
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Config } from '../config';
 import { GraftError } from '../errors';
 import { toValidationError } from '../spec/validation';
@@ -10,16 +10,47 @@ import type { AppDeps } from './services';
 import { registerDashboard } from './dashboard';
 import { installMetrics } from './metrics';
 import { contractDocument } from './openapi-contract';
+import { registerLoadShedding } from './load-shedding';
 import { healthRoutes } from './routes/health';
 import { v1Routes } from './routes/v1';
 
 export const API_VERSION = '1.0.0';
 
+export type AppConfig = Pick<
+  Config,
+  | 'BODY_LIMIT_BYTES'
+  | 'LOG_LEVEL'
+  | 'UPLOAD_MAX_BYTES'
+  | 'UPLOAD_MAX_FILES'
+  | 'PRESSURE_MAX_EVENT_LOOP_DELAY_MS'
+  | 'PRESSURE_MAX_HEAP_USED_MB'
+  | 'PRESSURE_MAX_RSS_MB'
+  | 'PRESSURE_RETRY_AFTER_SECONDS'
+  | 'REQUEST_TIMEOUT_MS'
+  | 'CONNECTION_TIMEOUT_MS'
+  | 'KEEP_ALIVE_TIMEOUT_MS'
+  | 'JOB_SPEC_MAX_BYTES'
+  | 'SSE_MAX_STREAMS'
+>;
+
+/** Budgets the routes enforce, resolved once from the config. */
+export interface ApiLimits {
+  /** Route-level body limit of POST /v1/jobs and /v1/plans. */
+  jobSpecMaxBytes: number;
+  /** Open event streams per process; beyond it 429. */
+  sseMaxStreams: number;
+  /** Retry-After of a 429 or 503. */
+  retryAfterSeconds: number;
+}
+
 export interface BuildAppOptions {
-  config: Pick<Config, 'BODY_LIMIT_BYTES' | 'LOG_LEVEL' | 'UPLOAD_MAX_BYTES' | 'UPLOAD_MAX_FILES'>;
+  config: AppConfig;
   deps: AppDeps;
-  /** pino options or false; tests pass false. */
-  logger?: FastifyServerOptions['logger'];
+  /**
+   * The process's one logger (server.ts): Fastify logs through it and every request gets a child
+   * carrying its id. Without it the app logs at LOG_LEVEL on its own; `false` silences it (tests).
+   */
+  logger?: FastifyBaseLogger | false;
 }
 
 /**
@@ -27,15 +58,26 @@ export interface BuildAppOptions {
  * Everything with side effects arrives in `deps`, so tests build it on a private queue.
  */
 export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> {
+  const { config } = opts;
   const app = Fastify({
-    logger: opts.logger ?? { level: opts.config.LOG_LEVEL },
-    bodyLimit: opts.config.BODY_LIMIT_BYTES,
+    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: opts.logger === false ? false : { level: config.LOG_LEVEL } }),
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    // Slow or idle clients cannot hold a connection for ever (slowloris); see README "Configuration".
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    connectionTimeout: config.CONNECTION_TIMEOUT_MS,
+    keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
     ajv: undefined,
     // Validation errors are mapped to graft's shape in the error handler below.
     schemaErrorFormatter: (errors, dataVar) => Object.assign(toValidationError(errors as never, dataVar), { validation: errors }),
     genReqId: () => crypto.randomUUID(),
   });
   app.setValidatorCompiler(makeValidatorCompiler());
+  await registerLoadShedding(app, {
+    maxEventLoopDelayMs: config.PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
+    maxHeapUsedBytes: config.PRESSURE_MAX_HEAP_USED_MB * 1024 ** 2,
+    maxRssBytes: config.PRESSURE_MAX_RSS_MB * 1024 ** 2,
+    retryAfterSeconds: config.PRESSURE_RETRY_AFTER_SECONDS,
+  });
   // The API speaks JSON only; anything else is a 415, not a confusing type error.
   app.removeContentTypeParser('text/plain');
 
@@ -59,11 +101,13 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   // Uploads stream part by part to disk; a file over the limit aborts the request with 413.
-  await app.register(multipart, { limits: { fileSize: opts.config.UPLOAD_MAX_BYTES, files: opts.config.UPLOAD_MAX_FILES, fields: 16, fieldSize: 1024 } });
+  await app.register(multipart, { limits: { fileSize: config.UPLOAD_MAX_BYTES, files: config.UPLOAD_MAX_FILES, fields: 16, fieldSize: 1024 } });
 
   app.setErrorHandler((err: FastifyError | GraftError, request, reply) => {
     if (err instanceof GraftError) {
-      if (err.statusCode >= 500 && err.statusCode !== 503) request.log.error({ err }, 'request failed');
+      // Shedding load (503) and refusing streams or uploads (429) are the process protecting itself, not failures.
+      if (err.statusCode === 503 || err.statusCode === 429) request.log.warn({ code: err.code }, err.message);
+      else if (err.statusCode >= 500) request.log.error({ err }, 'request failed');
       if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
       return reply.status(err.statusCode).send({ error: err.toJSON() });
     }
@@ -83,7 +127,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   await registerDashboard(app);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, { deps: opts.deps });
-  await app.register(v1Routes, { deps: opts.deps, prefix: '/v1' });
+  const limits: ApiLimits = { jobSpecMaxBytes: config.JOB_SPEC_MAX_BYTES, sseMaxStreams: config.SSE_MAX_STREAMS, retryAfterSeconds: config.PRESSURE_RETRY_AFTER_SECONDS };
+  await app.register(v1Routes, { deps: opts.deps, limits, prefix: '/v1' });
   return app;
 }
 

@@ -6,8 +6,9 @@ import { NotFoundError } from '../errors';
 import { JobQueue } from '../jobs/job-queue';
 import { JobService, type Planner } from '../jobs/job-service';
 import { JobStore } from '../jobs/job-store';
-import type { Redis } from 'ioredis';
+import { UploadReservations } from '../jobs/upload-reservations';
 import { createRedis } from '../redis';
+import { EventHub } from './event-hub';
 import type { DatasetInfo, PreflightStorage, SourceInfo } from '../spec/preflight';
 import { CheckpointCatalog } from '../storage/checkpoints';
 import { DatasetCatalog, datasetLimits } from '../storage/datasets';
@@ -24,8 +25,8 @@ const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 /** What the routes need; tests and server.ts build it with createServices. */
 export interface AppDeps {
   jobs: JobService;
-  /** A fresh connection for one blocking reader (an SSE stream); the caller quits it. */
-  blockingRedis(): Redis;
+  /** The process's one reader of job-event streams, shared by every SSE client. */
+  events: EventHub;
   /** Redis key of a job's event stream. */
   eventsKey(jobId: string): string;
   uploads: UploadService;
@@ -74,11 +75,17 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
     const s = pool.stats();
     return { busy: s.running, queued: s.queued, capacity: config.POOL_THREADS };
   });
+  const events = new EventHub({
+    connect: () => createRedis(config.REDIS_URL, { connectionName: eventHubConnectionName(config.QUEUE_NAME) }),
+    control: redis,
+    logger: logger.child({ component: 'event-hub' }),
+  });
   const jobs = new JobService({
     store,
     queue,
     storage,
     logger,
+    preflightLimits: { maxLayers: config.MODEL_MAX_LAYERS },
     queueName: config.QUEUE_NAME,
     idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS },
     layout,
@@ -93,9 +100,9 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
     pool,
     deps: {
       jobs,
-      blockingRedis: () => redis.duplicate(),
+      events,
       eventsKey: (jobId) => store.events.key(jobId),
-      uploads: new UploadService({ layout, limits: uploadLimits(config), validator: poolValidator(pool), datasets, checkpoints }),
+      uploads: new UploadService({ layout, limits: uploadLimits(config), validator: poolValidator(pool), datasets, checkpoints, reservations: new UploadReservations(store, config.TMP_GRACE_SECONDS) }),
       checkpoints,
       datasets,
       metrics,
@@ -113,6 +120,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
     },
     close() {
       closing ??= (async () => {
+        await events.close();
         await Promise.all([queue.close(), pool.close()]);
         const conn = queue.queue.opts.connection as { quit?: () => Promise<unknown> } | undefined;
         await Promise.allSettled([redis.quit(), conn?.quit?.()]);
@@ -120,6 +128,11 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       return closing;
     },
   };
+}
+
+/** Name of the event hub's Redis connection (CLIENT LIST shows one per API process). */
+export function eventHubConnectionName(queueName: string): string {
+  return `graft-${queueName}-events`;
 }
 
 const orNull = async <T>(p: Promise<T>): Promise<T | null> => {

@@ -28,7 +28,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Redis answers and the volume is writable */
+        /** Redis answers, the volume is writable and the process is not shedding load */
         get: operations["getReadiness"];
         put?: never;
         post?: never;
@@ -424,7 +424,7 @@ export interface components {
                         perClassAccuracy?: {
                             [key: string]: number | null;
                         };
-                        confusionMatrix?: number[][];
+                        confusionMatrix?: number[][] | null;
                         samples?: number;
                     };
                     validation?: {
@@ -433,7 +433,7 @@ export interface components {
                         perClassAccuracy?: {
                             [key: string]: number | null;
                         };
-                        confusionMatrix?: number[][];
+                        confusionMatrix?: number[][] | null;
                         samples?: number;
                     } | null;
                     test?: {
@@ -442,7 +442,7 @@ export interface components {
                         perClassAccuracy?: {
                             [key: string]: number | null;
                         };
-                        confusionMatrix?: number[][];
+                        confusionMatrix?: number[][] | null;
                         samples?: number;
                     } | null;
                 };
@@ -716,6 +716,10 @@ export interface operations {
                                 ok: boolean;
                                 error?: string;
                             };
+                            load: {
+                                ok: boolean;
+                                error?: string;
+                            };
                         };
                     };
                 };
@@ -734,6 +738,10 @@ export interface operations {
                                 error?: string;
                             };
                             volume: {
+                                ok: boolean;
+                                error?: string;
+                            };
+                            load: {
                                 ok: boolean;
                                 error?: string;
                             };
@@ -1069,6 +1077,15 @@ export interface operations {
             };
             /** @description Every error has this shape. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

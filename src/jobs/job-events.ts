@@ -1,4 +1,6 @@
 import type { Redis } from 'ioredis';
+import { JobKeys } from './keys';
+import { JobScripts } from './scripts';
 
 /**
  * A job's journal: an ordered, append-only list of what happened (status changes, per-epoch
@@ -25,37 +27,31 @@ export interface NewEvent {
   data?: Record<string, unknown> | null;
 }
 
-/** Events kept per job; old ones are trimmed first (a job has one metrics event per epoch). */
-const MAX_EVENTS = 10_000;
 export const EVENT_ID_PATTERN = '^[0-9]+-[0-9]+$';
 
 export class JobEvents {
-  private readonly prefix: string;
+  private readonly keys: JobKeys;
+  private readonly scripts: JobScripts;
 
   constructor(
     private readonly redis: Redis,
     queueName: string,
   ) {
-    this.prefix = `graft:${queueName}:events`;
+    this.keys = new JobKeys(queueName);
+    this.scripts = new JobScripts(redis);
   }
 
   key(jobId: string): string {
-    return `${this.prefix}:${jobId}`;
+    return this.keys.events(jobId);
   }
 
-  async append(jobId: string, event: NewEvent): Promise<string> {
-    const id = await this.redis.xadd(
-      this.key(jobId),
-      'MAXLEN',
-      '~',
-      String(MAX_EVENTS),
-      '*',
-      'level', event.level ?? 'info',
-      'type', event.type ?? 'message',
-      'message', event.message,
-      'data', JSON.stringify(event.data ?? null),
-    );
-    return id!;
+  /**
+   * Appends an event (append.lua): only while the job's record exists, and with the record's TTL
+   * once it has one, so a journal never outlives its job. Null when the job is gone.
+   */
+  async append(jobId: string, event: NewEvent): Promise<string | null> {
+    const id = await this.scripts.run('append', this.keys.scriptKeys(jobId, ''), [event.level ?? 'info', event.type ?? 'message', event.message, JSON.stringify(event.data ?? null)]);
+    return typeof id === 'string' ? id : null;
   }
 
   /** Events after `after` (exclusive), oldest first. */
@@ -73,13 +69,10 @@ export class JobEvents {
     const res = (await conn.xread('COUNT', limit, 'BLOCK', blockMs, 'STREAMS', key, after)) as [string, [string, string[]][]][] | null;
     return res ? res[0][1].map(([id, fields]) => toEvent(id, fields)) : [];
   }
-
-  async expire(jobId: string, seconds: number): Promise<void> {
-    await this.redis.expire(this.key(jobId), seconds);
-  }
 }
 
-function toEvent(id: string, fields: string[]): JobEvent {
+/** A stream entry as a JobEvent (also used by the API's event hub). */
+export function toEvent(id: string, fields: string[]): JobEvent {
   const f: Record<string, string> = {};
   for (let i = 0; i < fields.length; i += 2) f[fields[i]] = fields[i + 1];
   return {

@@ -1,4 +1,4 @@
-import { Queue, type ConnectionOptions } from 'bullmq';
+import { Job, Queue, type ConnectionOptions, type JobState } from 'bullmq';
 
 /** Name of the BullMQ job that trains one graft job (the BullMQ job id is graft's job id). */
 export const TRAIN_JOB_NAME = 'train';
@@ -51,6 +51,29 @@ export class JobQueue {
     } catch {
       // Locked by a worker (already active): the caller falls back to an active cancel.
       return false;
+    }
+  }
+
+  /** BullMQ's state of the job ('unknown' when BullMQ no longer has it) and why it failed, if it did. */
+  async state(jobId: string): Promise<{ state: JobState | 'unknown'; failedReason: string | null }> {
+    const job = await this.queue.getJob(jobId);
+    if (!job) return { state: 'unknown', failedReason: null };
+    return { state: await job.getState(), failedReason: job.failedReason ?? null };
+  }
+
+  /**
+   * Hands a job the caller holds (with `token`) back to the waiting list without spending an
+   * attempt: BullMQ checks the token, so only the owner of the lock can do it. The processor
+   * then throws WaitingError so the worker does not record anything either.
+   */
+  async handBack(jobId: string, token: string): Promise<boolean> {
+    const job = await Job.fromId(this.queue, jobId);
+    if (!job) return false;
+    try {
+      await job.moveToWait(token);
+      return true;
+    } catch {
+      return false; // the lock is gone: another worker owns the job now
     }
   }
 

@@ -1,8 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { Logger } from 'pino';
+import type { BaseLogger, Logger } from 'pino';
 import { ConflictError, GraftError, NotFoundError } from '../errors';
-import { preflight, type DatasetInfo, type PreflightStorage } from '../spec/preflight';
+import { preflight, type DatasetInfo, type PreflightLimits, type PreflightStorage } from '../spec/preflight';
 import type { JobPlan } from '../spec/plan';
 import { withDefaults, type JobSpec } from '../spec/schema';
 import type { JobQueue } from './job-queue';
@@ -20,6 +20,8 @@ export class JobService {
       queue: JobQueue;
       storage: PreflightStorage;
       logger: Logger;
+      /** Budgets on what a spec may ask (MODEL_MAX_LAYERS); defaults when absent. */
+      preflightLimits?: PreflightLimits;
       queueName: string;
       idempotency: { redis: Redis; idempotencyTtlSeconds: number };
       layout: DataLayout;
@@ -33,11 +35,11 @@ export class JobService {
    */
   async plan(input: JobSpec): Promise<PlanReport> {
     const spec = withDefaults(input);
-    const report = await preflight(spec, this.deps.storage);
+    const report = await preflight(spec, this.deps.storage, this.deps.preflightLimits);
     const errors = [...report.errors];
     let plan: JobPlan | null = null;
     // The network can be built once its ingredients exist and the spec is well-formed.
-    const buildable = !errors.some((e) => e.statusCode === 400 || ['dataset_not_found', 'checkpoint_not_found', 'restore_matches_nothing'].includes(e.code));
+    const buildable = !errors.some((e) => e.statusCode === 400 || ['dataset_not_found', 'checkpoint_not_found', 'restore_matches_nothing', 'invalid_layer_name', 'model_too_large'].includes(e.code));
     if (buildable) {
       try {
         plan = await this.deps.planner(spec, report.dataset!);
@@ -50,32 +52,32 @@ export class JobService {
   }
 
   /**
-   * Checks, reserves the output name, records the job, then enqueues it. If enqueueing fails the
-   * record and the reservation are rolled back, so a 5xx never leaves a phantom job behind.
+   * Checks, then reserves the output name and records the job in one step, then enqueues it. If
+   * enqueueing fails the record and the reservation are rolled back, so a 5xx never leaves a
+   * phantom job behind.
    */
-  async submit(input: JobSpec, id: string = randomUUID()): Promise<Job> {
+  async submit(input: JobSpec, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
     const spec = withDefaults(input);
-    const report = await preflight(spec, this.deps.storage);
+    const report = await preflight(spec, this.deps.storage, this.deps.preflightLimits);
     if (report.errors.length > 0) throw pickFirst(report.errors);
     // What only building the network reveals (shape mismatches, a head that does not fit the
     // classes, an unbuildable topology) is refused now rather than after minutes in the queue.
     await this.deps.planner(spec, report.dataset!);
 
     const { store, queue } = this.deps;
-    if (!(await store.reserveOutput(spec.output.checkpoint, id))) {
+    const job = await store.create(id, spec);
+    if (!job) {
       throw new ConflictError('checkpoint_reserved', `Another queued or running job already writes the checkpoint "${spec.output.checkpoint}".`, '/output/checkpoint');
     }
-    let job: Job | null = null;
     try {
-      job = await store.create(id, spec);
       await queue.enqueue(id);
     } catch (err) {
-      if (job) await store.remove(id).catch(() => undefined);
-      await store.releaseOutput(spec.output.checkpoint, id).catch(() => undefined);
+      await store.discard(id, spec.output.checkpoint).catch(() => undefined);
       throw err;
     }
     for (const warning of report.warnings) await store.events.append(id, { level: 'warning', message: warning });
-    this.deps.logger.info({ jobId: id, type: spec.type, output: spec.output.checkpoint }, 'job queued');
+    // `log` is the request's logger when there is one, so the line carries the request id.
+    log.info({ jobId: id, type: spec.type, output: spec.output.checkpoint }, 'job queued');
     return job;
   }
 
@@ -84,9 +86,9 @@ export class JobService {
    * with the same key and body gets that job back (`replayed`), another body under the same key
    * is a conflict. The key is claimed before submitting, so two racing retries create one job.
    */
-  async submitIdempotent(input: JobSpec, key: string): Promise<{ job: Job; replayed: boolean }> {
+  async submitIdempotent(input: JobSpec, key: string, log?: Pick<BaseLogger, 'info'>): Promise<{ job: Job; replayed: boolean }> {
     const { redis, idempotencyTtlSeconds } = this.deps.idempotency;
-    const redisKey = `graft:${this.deps.queueName}:idempotency:${sha256(key)}`;
+    const redisKey = this.deps.store.keys.idempotency(sha256(key));
     const bodyHash = sha256(stableStringify(input));
     const id = randomUUID();
     const claimed = await redis.set(redisKey, JSON.stringify({ jobId: id, bodyHash }), 'EX', idempotencyTtlSeconds, 'NX');
@@ -100,7 +102,7 @@ export class JobService {
       return { job, replayed: true };
     }
     try {
-      return { job: await this.submit(input, id), replayed: false };
+      return { job: await this.submit(input, id, log), replayed: false };
     } catch (err) {
       // A rejected submission must not pin the key: the client fixes the body and retries.
       await redis.del(redisKey);
@@ -109,28 +111,25 @@ export class JobService {
   }
 
   /**
-   * Cancels a job. Queued: removed from the queue at once. Running: the worker holding it is told
-   * (pub/sub, plus a flag it polls) and stops within a batch; the status becomes `cancelled` then.
-   * Cancelling a cancelled job is harmless; a finished one is a conflict.
+   * Cancels a job, as state (cancel.lua), whatever the queue says. Queued: cancelled at once (a
+   * worker that just took it ends it at start). Running: flagged and the worker holding it told;
+   * it stops within a batch and the status becomes `cancelled` then. Cancelling a cancelled job
+   * is harmless; a finished one, or one already writing its checkpoint, is a conflict.
    */
   async cancel(id: string): Promise<{ job: Job; pending: boolean }> {
     const { store, queue } = this.deps;
     const job = await this.get(id);
     if (job.status === 'cancelled') return { job, pending: false };
-    if (TERMINAL_STATUSES.includes(job.status)) {
-      throw new ConflictError('job_finished', `The job already ${job.status}; only queued or running jobs can be cancelled.`, null);
+    const outcome = await store.cancel(id, job.spec.output.checkpoint);
+    if (outcome === 'missing') return { job: await this.get(id), pending: false };
+    if (outcome === 'finishing') {
+      throw new ConflictError('job_finishing', 'The job is already writing its output checkpoint; it can no longer be cancelled.', null);
     }
-    if (job.status === 'queued') {
-      await queue.remove(id);
-      const moved = await store.transition(id, ['queued'], 'cancelled', { finishedAt: new Date().toISOString() });
-      if (moved.ok) {
-        await store.releaseOutput(job.spec.output.checkpoint, id);
-        return { job: await this.get(id), pending: false };
-      }
-      // A worker took it in the meantime: cancel it as a running job.
+    if (outcome === 'succeeded' || outcome === 'failed') {
+      throw new ConflictError('job_finished', `The job already ${outcome}; only queued or running jobs can be cancelled.`, null);
     }
-    await store.requestCancel(id);
-    await store.events.append(id, { message: 'Cancellation requested; the worker stops at the next batch.' });
+    // The record is the truth; the queue entry is only tidied (a worker holding it skips it).
+    if (outcome === 'cancelled') await queue.remove(id);
     const now = await this.get(id);
     return { job: now, pending: !TERMINAL_STATUSES.includes(now.status) };
   }

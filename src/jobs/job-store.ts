@@ -1,48 +1,20 @@
 import type { Redis } from 'ioredis';
 import type { JobSpec } from '../spec/schema';
 import { JobEvents } from './job-events';
+import { JobKeys } from './keys';
+import { JobScripts } from './scripts';
 import { TERMINAL_STATUSES, type Job, type JobError, type JobProgress, type JobResult, type JobStatus } from './types';
 
 /**
  * Job records in Redis, the source of truth for what users see. BullMQ only moves work; its
- * own entries can be trimmed at any time without losing a job's story.
- *
- * Layout (prefix = graft:<queue>):
- *   <prefix>:job:<id>            hash: status, type, createdAt, startedAt, finishedAt, attempts, seq,
- *                                      spec, progress, result, error (JSON strings)
- *   <prefix>:jobs                zset of ids by submission sequence (newest = highest)
- *   <prefix>:jobs:<status>       zset per status, same scores, for filtered listing
- *   <prefix>:seq                 submission counter
- *   <prefix>:output:<name>       which job will write checkpoint <name> (a reservation)
+ * own entries can be trimmed at any time without losing a job's story. Key names: keys.ts.
+ * Every change of a job's status is one Lua script (src/jobs/lua), so the record, the status
+ * indexes, TTLs, the output reservation, the cancel flag and the journal never disagree, and
+ * every write that ends an attempt's job is conditional on that attempt still owning it.
  */
 
-/** Atomic status transition: only from one of the allowed statuses; moves the id between status indexes. */
-const TRANSITION_LUA = `
-local key = KEYS[1]
-local current = redis.call('HGET', key, 'status')
-if not current then return {0, ''} end
-local allowed = false
-for from in string.gmatch(ARGV[2], '[^,]+') do
-  if from == current then allowed = true end
-end
-if not allowed then return {0, current} end
-local seq = redis.call('HGET', key, 'seq')
-redis.call('ZREM', KEYS[2] .. ':' .. current, ARGV[1])
-redis.call('ZADD', KEYS[2] .. ':' .. ARGV[3], seq, ARGV[1])
-redis.call('HSET', key, 'status', ARGV[3])
-for i = 5, #ARGV, 2 do
-  if ARGV[i + 1] == '\\0' then redis.call('HDEL', key, ARGV[i]) else redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
-end
-if ARGV[4] ~= '' then redis.call('EXPIRE', key, tonumber(ARGV[4])) end
-return {1, current}
-`;
-
-/** Progress is only written while the job is running, so a late report never revives a finished job. */
-const PROGRESS_LUA = `
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'progress', ARGV[1])
-return 1
-`;
+/** Reservations held by an upload start with this (create.lua respects them until their TTL). */
+export const UPLOAD_HOLDER_PREFIX = 'upload:';
 
 export interface ListOptions {
   status?: JobStatus;
@@ -55,6 +27,8 @@ export interface TransitionResult {
   ok: boolean;
   /** Status before the call ('' if the job does not exist). */
   previous: JobStatus | '';
+  /** Why it did not happen: the guard failed (a lost lock), the status did not allow it, or no record. */
+  refused?: 'guard' | 'status' | 'missing';
 }
 
 export interface JobPatch {
@@ -63,41 +37,61 @@ export interface JobPatch {
   progress?: JobProgress | null;
   result?: JobResult | null;
   error?: JobError | null;
-  attempts?: number;
-  worker?: string;
 }
 
+/**
+ * What must still hold for a transition to count: the attempt's BullMQ lock token (fencing), or,
+ * for the reconciler, BullMQ's view of the job (gone, or failed).
+ */
+export type Guard = { token: string } | { bull: 'missing' | 'failed' } | 'none';
+
+export interface TransitionRequest {
+  from: readonly JobStatus[];
+  to: JobStatus;
+  guard: Guard;
+  /** The checkpoint the job reserves (released when the job ends). */
+  output: string;
+  patch?: JobPatch;
+  /** The journal line; by default "Job <to>." (with the error's message, if any). */
+  message?: string;
+  data?: Record<string, unknown>;
+}
+
+/** What the start of an attempt found: run it, or end it (cancelled, gone, lost, already finished). */
+export type StartOutcome = 'running' | 'cancelled' | 'lost' | 'missing' | 'succeeded' | 'failed';
+export type CancelOutcome = 'cancelled' | 'requested' | 'finishing' | 'missing' | 'succeeded' | 'failed';
+/** ok = keep going; lost = another attempt owns the job; cancelled = a cancel is pending. */
+export type PollOutcome = 'ok' | 'lost' | 'cancelled' | 'missing' | JobStatus;
+
 export class JobStore {
-  private readonly prefix: string;
+  readonly keys: JobKeys;
   readonly events: JobEvents;
-  /** Pub/sub channel on which cancel requests reach the worker holding the job. */
-  readonly cancelChannel: string;
+  private readonly scripts: JobScripts;
 
   constructor(
     private readonly redis: Redis,
     queueName: string,
-    private readonly retentionSeconds: number,
+    readonly retentionSeconds: number,
   ) {
-    this.prefix = `graft:${queueName}`;
+    this.keys = new JobKeys(queueName);
     this.events = new JobEvents(redis, queueName);
-    this.cancelChannel = `${this.prefix}:cancel`;
-    if (!('graftTransition' in redis)) {
-      redis.defineCommand('graftTransition', { numberOfKeys: 2, lua: TRANSITION_LUA });
-      redis.defineCommand('graftProgress', { numberOfKeys: 1, lua: PROGRESS_LUA });
-    }
+    this.scripts = new JobScripts(redis);
   }
 
-  private jobKey(id: string): string {
-    return `${this.prefix}:job:${id}`;
+  /** Pub/sub channel on which cancel requests reach the worker holding the job. */
+  get cancelChannel(): string {
+    return this.keys.cancelChannel;
   }
 
-  outputKey(name: string): string {
-    return `${this.prefix}:output:${name}`;
+  private run(name: Parameters<JobScripts['run']>[0], id: string, output: string, args: (string | number)[]): Promise<unknown> {
+    return this.scripts.run(name, this.keys.scriptKeys(id, output), args);
   }
 
-  /** Creates a queued job record. */
-  async create(id: string, spec: JobSpec, createdAt = new Date()): Promise<Job> {
-    const seq = await this.redis.incr(`${this.prefix}:seq`);
+  /**
+   * Reserves the output name and creates the queued record in one step (create.lua). Null when
+   * another queued or running job (or an upload) holds the name.
+   */
+  async create(id: string, spec: JobSpec, createdAt = new Date()): Promise<Job | null> {
     const job: Job = {
       id,
       type: spec.type,
@@ -112,39 +106,23 @@ export class JobStore {
       result: null,
       error: null,
     };
-    await this.redis
-      .multi()
-      .hset(this.jobKey(id), {
-        status: job.status,
-        type: job.type,
-        createdAt: job.createdAt,
-        attempts: 0,
-        seq,
-        spec: JSON.stringify(spec),
-      })
-      .zadd(`${this.prefix}:jobs`, seq, id)
-      .zadd(`${this.prefix}:jobs:queued`, seq, id)
-      .exec();
-    await this.events.append(id, { message: 'Job queued.', data: { status: 'queued' } });
-    return job;
+    const [ok] = (await this.run('create', id, spec.output.checkpoint, [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, JSON.stringify({ status: 'queued' })])) as [number, unknown];
+    return ok === 1 ? job : null;
+  }
+
+  /** Removes a record entirely, with its reservation (rolls back a submission that could not be enqueued). */
+  async discard(id: string, output: string): Promise<void> {
+    await this.run('discard', id, output, [id]);
   }
 
   async get(id: string): Promise<Job | null> {
-    const h = await this.redis.hgetall(this.jobKey(id));
+    const h = await this.redis.hgetall(this.keys.job(id));
     return h.status ? this.fromHash(id, h) : null;
-  }
-
-  /** Removes a record entirely (only used to roll back a submission that could not be enqueued). */
-  async remove(id: string): Promise<void> {
-    const status = await this.redis.hget(this.jobKey(id), 'status');
-    const multi = this.redis.multi().del(this.jobKey(id)).zrem(`${this.prefix}:jobs`, id);
-    if (status) multi.zrem(`${this.prefix}:jobs:${status}`, id);
-    await multi.exec();
   }
 
   /** Newest first. Ids whose records expired are dropped from the indexes as they are met. */
   async list(opts: ListOptions): Promise<{ jobs: Job[]; nextCursor: string | null }> {
-    const index = opts.status ? `${this.prefix}:jobs:${opts.status}` : `${this.prefix}:jobs`;
+    const index = opts.status ? this.keys.byStatus(opts.status) : this.keys.allJobs;
     const max = opts.cursor ? `(${opts.cursor}` : '+inf';
     const jobs: Job[] = [];
     let upper = max;
@@ -166,90 +144,101 @@ export class JobStore {
     return { jobs, nextCursor: more ? last : null };
   }
 
-  /**
-   * Moves a job to `to` if its current status is one of `from`, writing `patch` in the same step.
-   * Terminal statuses start the retention clock.
-   */
-  async transition(id: string, from: readonly JobStatus[], to: JobStatus, patch: JobPatch = {}): Promise<TransitionResult> {
-    const args: string[] = [id, from.join(','), to, TERMINAL_STATUSES.includes(to) ? String(this.retentionSeconds) : ''];
+  /** An attempt begins (start.lua): the job becomes running, or ends cancelled if a cancel is pending. */
+  async start(id: string, output: string, token: string, worker: string): Promise<StartOutcome> {
+    return (await this.run('start', id, output, [id, token, worker, new Date().toISOString(), this.retentionSeconds])) as StartOutcome;
+  }
+
+  /** Moves a job to `to` if its status is one of `from` and the guard holds (transition.lua). */
+  async transition(id: string, req: TransitionRequest): Promise<TransitionResult> {
+    const guard = req.guard === 'none' ? ['none', ''] : 'token' in req.guard ? ['token', req.guard.token] : [`bull-${req.guard.bull}`, ''];
+    const patch = req.patch ?? {};
+    const error = patch.error ?? null;
+    const fields: string[] = [];
     for (const [field, value] of Object.entries(patch)) {
       if (value === undefined) continue;
-      args.push(field, value === null ? '\0' : typeof value === 'string' || typeof value === 'number' ? String(value) : JSON.stringify(value));
+      fields.push(field, value === null ? '\0' : typeof value === 'string' ? value : JSON.stringify(value));
     }
-    const [ok, previous] = (await (this.redis as unknown as RedisWithCommands).graftTransition(this.jobKey(id), `${this.prefix}:jobs`, ...args)) as [number, string];
-    if (ok === 1) {
-      const error = patch.error ?? null;
-      await this.events.append(id, {
-        level: to === 'failed' ? 'error' : error ? 'warning' : 'info',
-        message: error ? `Job ${to}: ${error.message}` : `Job ${to}.`,
-        data: { status: to, previous, ...(error ? { error } : {}), ...(patch.worker ? { worker: patch.worker } : {}) },
-      });
-      if (TERMINAL_STATUSES.includes(to)) {
-        // The overall index keeps the id until listing finds the record gone.
-        await this.redis.expire(this.jobKey(id), this.retentionSeconds);
-        await this.events.expire(id, this.retentionSeconds);
-        await this.redis.del(this.cancelKey(id));
-      }
-    }
-    return { ok: ok === 1, previous: previous as JobStatus | '' };
+    const level = req.to === 'failed' ? 'error' : error ? 'warning' : 'info';
+    const message = req.message ?? (error ? `Job ${req.to}: ${error.message}` : `Job ${req.to}.`);
+    const data = { status: req.to, ...(error ? { error } : {}), ...req.data };
+    const [ok, previous, refused] = (await this.run('transition', id, req.output, [id, guard[0], guard[1], req.from.join(','), req.to, this.retentionSeconds, level, message, JSON.stringify(data), ...fields])) as [number, string, string?];
+    return { ok: ok === 1, previous: previous as JobStatus | '', ...(ok === 1 ? {} : { refused: refused as TransitionResult['refused'] }) };
+  }
+
+  /** A cancel as state (cancel.lua): queued → cancelled now; running → flag set and the holder told. */
+  async cancel(id: string, output: string): Promise<CancelOutcome> {
+    return (await this.run('cancel', id, output, [id, new Date().toISOString(), this.retentionSeconds, this.keys.cancelChannel])) as CancelOutcome;
+  }
+
+  /** Asks to write the output checkpoint (commit.lua): 'ok' only for the owner of a running, uncancelled job. */
+  async claimCommit(id: string, output: string, token: string): Promise<PollOutcome> {
+    return (await this.run('commit', id, output, [id, token])) as PollOutcome;
+  }
+
+  /** Ownership and cancel, checked between batches (poll.lua). */
+  async poll(id: string, token: string): Promise<PollOutcome> {
+    return (await this.run('poll', id, '', [id, token])) as PollOutcome;
+  }
+
+  async setProgress(id: string, token: string, progress: JobProgress): Promise<boolean> {
+    return (await this.run('progress', id, '', [id, token, JSON.stringify(progress)])) === 1;
   }
 
   /** Jobs that are queued or running (their specs say which datasets and checkpoints they use). */
   async active(): Promise<Job[]> {
-    const ids = [
-      ...(await this.redis.zrange(`${this.prefix}:jobs:queued`, '0', '-1')),
-      ...(await this.redis.zrange(`${this.prefix}:jobs:running`, '0', '-1')),
-    ];
+    const ids = [...(await this.redis.zrange(this.keys.byStatus('queued'), '0', '-1')), ...(await this.redis.zrange(this.keys.byStatus('running'), '0', '-1'))];
     const jobs = await Promise.all(ids.map((id) => this.get(id)));
     return jobs.filter((j): j is Job => j !== null && !TERMINAL_STATUSES.includes(j.status));
   }
 
-  async setProgress(id: string, progress: JobProgress): Promise<boolean> {
-    const r = await (this.redis as unknown as RedisWithCommands).graftProgress(this.jobKey(id), JSON.stringify(progress));
-    return r === 1;
-  }
-
-  private cancelKey(id: string): string {
-    return `${this.prefix}:cancel:${id}`;
-  }
-
-  /** Marks a running job for cancellation and tells the workers; the holder stops within a batch. */
-  async requestCancel(id: string): Promise<void> {
-    await this.redis.set(this.cancelKey(id), '1', 'EX', this.retentionSeconds);
-    await this.redis.publish(this.cancelChannel, id);
-  }
-
   async isCancelRequested(id: string): Promise<boolean> {
-    return (await this.redis.exists(this.cancelKey(id))) === 1;
+    return (await this.redis.exists(this.keys.cancel(id))) === 1;
   }
 
-  async incrementAttempts(id: string): Promise<number> {
-    return this.redis.hincrby(this.jobKey(id), 'attempts', 1);
+  /** The job (or upload) holding checkpoint name `name`, if any. */
+  async outputHolder(name: string): Promise<string | null> {
+    return this.redis.get(this.keys.output(name));
   }
 
-  /** Claims checkpoint name `name` for job `id`; false if another unfinished job holds it. */
-  async reserveOutput(name: string, id: string): Promise<boolean> {
-    const holder = await this.redis.get(this.outputKey(name));
-    if (holder && holder !== id) {
-      const other = await this.get(holder);
+  /**
+   * Holds `name` for an upload while it installs (at most `seconds`): true unless a queued or
+   * running job (or another upload) holds it. Released with releaseUploadHold.
+   */
+  async holdForUpload(name: string, uploadId: string, seconds: number): Promise<boolean> {
+    const holder = `${UPLOAD_HOLDER_PREFIX}${uploadId}`;
+    for (let tries = 0; tries < 3; tries++) {
+      if ((await this.redis.set(this.keys.output(name), holder, 'EX', seconds, 'NX')) === 'OK') return true;
+      const current = await this.redis.get(this.keys.output(name));
+      if (current === null) continue;
+      if (current.startsWith(UPLOAD_HOLDER_PREFIX)) return false;
+      const other = await this.get(current);
       if (other && !TERMINAL_STATUSES.includes(other.status)) return false;
-      // The holder finished without writing (failed/cancelled) or expired: take over atomically.
-      const swapped = await this.redis.eval(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0",
-        1,
-        this.outputKey(name),
-        holder,
-        id,
-      );
-      return swapped === 1;
+      // A stale reservation (its job ended or expired): replace it only if it is still that one.
+      const swapped = await this.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end return 0", 1, this.keys.output(name), current, holder, seconds);
+      if (swapped === 1) return true;
     }
-    if (holder === id) return true;
-    return (await this.redis.set(this.outputKey(name), id, 'NX')) === 'OK';
+    return false;
   }
 
-  /** Releases a reservation if `id` still holds it. */
-  async releaseOutput(name: string, id: string): Promise<void> {
-    await this.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, this.outputKey(name), id);
+  async releaseUploadHold(name: string, uploadId: string): Promise<void> {
+    await this.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, this.keys.output(name), `${UPLOAD_HOLDER_PREFIX}${uploadId}`);
+  }
+
+  /** Finished jobs whose records expire at or before `atMs` (epoch ms), oldest first. */
+  async expiredBy(atMs: number, limit: number): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.expiries, '-inf', atMs, 'LIMIT', 0, limit);
+  }
+
+  /** Drops every key still naming an expired job (forget.lua); false if its record still exists. */
+  async forget(id: string): Promise<boolean> {
+    return (await this.run('forget', id, '', [id])) === 1;
+  }
+
+  /** Redis's clock (ms): retention is measured on it, whatever the hosts' clocks say. */
+  async now(): Promise<number> {
+    const [s, us] = await this.redis.time();
+    return Number(s) * 1000 + Math.floor(Number(us) / 1000);
   }
 
   private fromHash(id: string, h: Record<string, string>): Job {
@@ -269,9 +258,4 @@ export class JobStore {
       error: json<JobError>(h.error),
     };
   }
-}
-
-interface RedisWithCommands {
-  graftTransition(...args: string[]): Promise<unknown>;
-  graftProgress(...args: string[]): Promise<unknown>;
 }

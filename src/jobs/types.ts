@@ -34,7 +34,7 @@ const MetricSetSchema = Type.Object({
   loss: Type.Number(),
   accuracy: Type.Optional(Nullable(Type.Number())),
   perClassAccuracy: Type.Optional(Type.Record(Type.String(), Nullable(Type.Number()))),
-  confusionMatrix: Type.Optional(Type.Array(Type.Array(Type.Integer()))),
+  confusionMatrix: Type.Optional(Nullable(Type.Array(Type.Array(Type.Integer()), { description: 'confusionMatrix[true][predicted]; null above CONFUSION_MATRIX_MAX_CLASSES classes.' }))),
   samples: Type.Optional(Type.Integer()),
 });
 

@@ -24,6 +24,21 @@ export function modelConfig(topology: Json): Json {
   return node;
 }
 
+/** The JSON pointer of the layer list inside `topology` (for errors that point at one layer). */
+export function layerListPointer(topology: Json): string {
+  let pointer = '';
+  let node = topology;
+  if (isObject(node.modelTopology)) {
+    node = node.modelTopology;
+    pointer += '/modelTopology';
+  }
+  if (isObject(node.model_config)) {
+    node = node.model_config;
+    pointer += '/model_config';
+  }
+  return Array.isArray(node.config) ? `${pointer}/config` : `${pointer}/config/layers`;
+}
+
 /** The top-level layers in the order the model lists them; null when there is no layer list. */
 export function topologyLayers(topology: Json): TopologyLayer[] | null {
   const config = modelConfig(topology).config;

@@ -1,8 +1,9 @@
 import { ConflictError, GraftError, UnprocessableError } from '../errors';
 import { planArchitecture } from './architectures';
 import { checkSpec } from './check';
-import { topologyLayerNames } from './keras-topology';
-import { compileUserRegex } from './regex';
+import { layerListPointer, topologyLayers } from './keras-topology';
+import { invalidLayerName, isValidLayerName } from './layer-names';
+import { compileUserRegex, type UserRegex } from './regex';
 import { compileLrMultipliers, frozenErrors, type NamedShape } from './selection';
 import type { JobSpec } from './schema';
 
@@ -42,11 +43,19 @@ export interface PreflightReport {
 
 const SAMPLE_NAMES = 8;
 
+/** Budgets on what a spec may ask of the API (config: MODEL_MAX_LAYERS). */
+export interface PreflightLimits {
+  /** Most layers a user topology (`model.topology`) may have. */
+  maxLayers: number;
+}
+
+export const DEFAULT_PREFLIGHT_LIMITS: PreflightLimits = { maxLayers: 1000 };
+
 export function defaultHeadName(index: number, type: string): string {
   return `head_${index}_${type}`;
 }
 
-export async function preflight(spec: JobSpec, storage: PreflightStorage): Promise<PreflightReport> {
+export async function preflight(spec: JobSpec, storage: PreflightStorage, limits: PreflightLimits = DEFAULT_PREFLIGHT_LIMITS): Promise<PreflightReport> {
   const errors: GraftError[] = checkSpec(spec);
   const warnings: string[] = [];
   let targetLayers: string[] | null = null;
@@ -63,7 +72,7 @@ export async function preflight(spec: JobSpec, storage: PreflightStorage): Promi
       errors.push(new UnprocessableError('checkpoint_not_found', `There is no checkpoint "${spec.source.checkpoint}"; GET /v1/checkpoints lists them.`, '/source/checkpoint'));
     } else {
       restoreCandidates = selectRestore(spec, source, errors);
-      targetLayers = transferLayers(spec, source, errors);
+      targetLayers = transferLayers(spec, source, errors, limits);
     }
   } else if (spec.type === 'pretrain' && spec.model?.architecture && dataset) {
     const shape = (spec.model.options?.inputShape ?? dataset.inputShape) as [number, number, number] | null;
@@ -76,7 +85,7 @@ export async function preflight(spec: JobSpec, storage: PreflightStorage): Promi
       }
     }
   } else if (spec.type === 'pretrain' && spec.model?.topology) {
-    targetLayers = topologyLayerNames(spec.model.topology as Record<string, unknown>);
+    targetLayers = checkedTopologyLayers(spec.model.topology as Record<string, unknown>, limits, errors);
   }
 
   if (targetLayers) checkLayerSelectors(spec, targetLayers, errors, warnings);
@@ -88,7 +97,7 @@ export async function preflight(spec: JobSpec, storage: PreflightStorage): Promi
 }
 
 function selectRestore(spec: JobSpec, source: SourceInfo, errors: GraftError[]): string[] {
-  let re: RegExp;
+  let re: UserRegex;
   try {
     re = compileUserRegex(spec.source!.restore ?? '.*', '/source/restore');
   } catch {
@@ -104,8 +113,8 @@ function selectRestore(spec: JobSpec, source: SourceInfo, errors: GraftError[]):
   return selected;
 }
 
-function transferLayers(spec: JobSpec, source: SourceInfo, errors: GraftError[]): string[] | null {
-  if (spec.model?.topology) return topologyLayerNames(spec.model.topology as Record<string, unknown>);
+function transferLayers(spec: JobSpec, source: SourceInfo, errors: GraftError[], limits: PreflightLimits): string[] | null {
+  if (spec.model?.topology) return checkedTopologyLayers(spec.model.topology as Record<string, unknown>, limits, errors);
   let kept = source.layers;
   const cut = spec.model?.cut;
   if (cut) {
@@ -144,3 +153,36 @@ function safeLrRules(spec: JobSpec) {
     return [];
   }
 }
+
+const TOPOLOGY_PARAM = '/model/topology';
+
+/**
+ * The layer names of a user topology, once they are known to be safe to match regexes against
+ * and to build: at most `limits.maxLayers` layers (422 `model_too_large`), every name a valid
+ * layer name (422 `invalid_layer_name`, pointing into the topology). Null (with the error
+ * recorded) when the topology fails either check or its layers cannot be read.
+ */
+export function checkedTopologyLayers(topology: Record<string, unknown>, limits: PreflightLimits, errors: GraftError[]): string[] | null {
+  const layers = topologyLayers(topology);
+  if (!layers) return null;
+  const pointer = layerListPointer(topology);
+  if (layers.length > limits.maxLayers) {
+    errors.push(
+      new UnprocessableError(
+        'model_too_large',
+        `The topology has ${layers.length} layers; at most ${limits.maxLayers} are allowed (MODEL_MAX_LAYERS).`,
+        `${TOPOLOGY_PARAM}${pointer}`,
+        { layers: layers.length, maxLayers: limits.maxLayers },
+      ),
+    );
+    return null;
+  }
+  const names = layers.map((l) => l.name);
+  const bad = names.findIndex((n) => n !== null && !isValidLayerName(n));
+  if (bad >= 0) {
+    errors.push(invalidLayerName(names[bad]!, `${TOPOLOGY_PARAM}${pointer}/${bad}/config/name`));
+    return null;
+  }
+  return names.every((n): n is string => n !== null) ? names : null;
+}
+

@@ -1,6 +1,6 @@
 import { GraftError, UnprocessableError } from '../errors';
 import { escapePointer } from './check';
-import { compileUserRegex } from './regex';
+import { compileUserRegex, type UserRegex } from './regex';
 
 /**
  * Which weights to restore, which layers to freeze, which learning rate each layer gets.
@@ -91,7 +91,7 @@ export function selectFrozen(layerNames: string[], freeze: string | string[] | u
 }
 
 export interface LrRule {
-  pattern: RegExp;
+  pattern: UserRegex;
   multiplier: number;
 }
 

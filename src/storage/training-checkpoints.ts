@@ -50,3 +50,8 @@ export async function listTrainingCheckpoints(layout: DataLayout, jobId: string)
   }
   return out;
 }
+
+/** A job's own folder, DATA_DIR/jobs/<id>/ (its training checkpoints); deleted when its record expires. */
+export function jobDir(layout: DataLayout, jobId: string): string {
+  return path.dirname(trainingCheckpointsDir(layout, jobId));
+}

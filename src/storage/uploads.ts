@@ -37,6 +37,12 @@ export interface UploadValidator {
   checkpoint(dataDir: string, name: string, stagedDir: string, uploadId: string): Promise<void>;
 }
 
+/** Checkpoint names reserved by queued or running jobs (src/jobs/upload-reservations.ts). */
+export interface OutputReservations {
+  /** Holds `name` for the upload while `install` runs; a ConflictError if a job reserves it. */
+  hold<T>(name: string, uploadId: string, install: () => Promise<T>): Promise<T>;
+}
+
 interface ReceivedFile {
   filename: string;
   path: string;
@@ -48,6 +54,8 @@ export interface UploadServiceOptions {
   validator: UploadValidator;
   datasets: DatasetCatalog;
   checkpoints: CheckpointCatalog;
+  /** Output names reserved by queued or running jobs; without it uploads ignore them (tests of the upload path alone). */
+  reservations?: OutputReservations;
 }
 
 export class UploadService {
@@ -56,11 +64,13 @@ export class UploadService {
   private readonly validator: UploadValidator;
   private readonly datasets: DatasetCatalog;
   private readonly checkpoints: CheckpointCatalog;
+  /** Without it, uploads ignore reservations (tests of the upload path alone). */
+  private readonly reservations?: OutputReservations;
   /** Slots, request bytes and free space: shared by every upload of this process. */
   readonly budget: UploadBudget;
 
   constructor(opts: UploadServiceOptions) {
-    ({ layout: this.layout, limits: this.limits, validator: this.validator, datasets: this.datasets, checkpoints: this.checkpoints } = opts);
+    ({ layout: this.layout, limits: this.limits, validator: this.validator, datasets: this.datasets, checkpoints: this.checkpoints, reservations: this.reservations } = opts);
     this.budget = new UploadBudget(this.layout.root, this.limits);
   }
 
@@ -109,7 +119,9 @@ export class UploadService {
       }
       // The checkpoint is written once more (with its manifest) when installed.
       await this.budget.ensureRoom(await folderBytes(dir));
-      await this.validator.checkpoint(this.layout.root, name, dir, `upload-${randomUUID()}`);
+      const uploadId = `upload-${randomUUID()}`;
+      const install = () => this.validator.checkpoint(this.layout.root, name, dir, uploadId);
+      await (this.reservations ? this.reservations.hold(name, uploadId, install) : install());
       return this.checkpoints.describe(name);
     });
   }

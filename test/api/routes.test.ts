@@ -24,7 +24,7 @@ describe('read routes', () => {
     expect((await request(t.app.server).get('/healthz')).body).toEqual({ status: 'ok' });
     const ready = await request(t.app.server).get('/readyz');
     expect(ready.status).toBe(200);
-    expect(ready.body).toEqual({ status: 'ready', checks: { redis: { ok: true }, volume: { ok: true } } });
+    expect(ready.body).toEqual({ status: 'ready', checks: { redis: { ok: true }, volume: { ok: true }, load: { ok: true } } });
   });
 
   it('lists and describes datasets', async () => {

@@ -220,7 +220,11 @@ describe('a zip of PNG class folders, end to end', () => {
       const back = await request(t.app.server).post('/v1/checkpoints').field('name', `shapes-clf-${ext.replace('.', '-')}`).attach('file', archive.body as Buffer, `x.${ext}`);
       expect(back.status).toBe(201);
       expect(back.body.layers.map((l: { name: string }) => l.name)).toContain('fc');
-      expect(back.body.manifest.jobId).toBe(sub.body.id); // lineage kept
+      // The upload is its own author; the job that trained it is kept as lineage, not identity.
+      expect(back.body.manifest.jobType).toBe('upload');
+      expect(back.body.manifest.jobId).not.toBe(sub.body.id);
+      const stored = JSON.parse(await fs.readFile(path.join(env.dataDir, 'checkpoints', `shapes-clf-${ext.replace('.', '-')}`, 'manifest.json'), 'utf8'));
+      expect(stored.lineage).toMatchObject({ jobId: sub.body.id });
     }
 
     // Both copies predict exactly what the original does.

@@ -107,8 +107,13 @@ for (const re of ['(', '[a-', '*', 'a{2,1}', '(?<x', '\\']) {
   add(`restore regex ${re}`, withValue('/source/restore', re), { status: 400, code: 'invalid_regex', param: '/source/restore' });
   add(`freeze regex ${re}`, withValue('/freeze', re), { status: 400, code: 'invalid_regex', param: '/freeze' });
 }
-add('unsafe restore regex', withValue('/source/restore', '(a+)+$'), { status: 400, code: 'unsafe_regex', param: '/source/restore' });
-add('unsafe lr regex', withValue('/training/lrMultipliers', { '(x*)*': 0.1 }), { status: 400, code: 'unsafe_regex' });
+// RE2 (linear time) cannot express lookaround, backreferences, atomic groups or possessive quantifiers.
+add('lookahead restore regex', withValue('/source/restore', '^(?!dec_)'), { status: 400, code: 'regex_unsupported', param: '/source/restore' });
+add('lookbehind freeze regex', withValue('/freeze', '(?<=enc_)conv'), { status: 400, code: 'regex_unsupported', param: '/freeze' });
+add('backreference lr regex', withValue('/training/lrMultipliers', { '(enc)_\\1': 0.1 }), { status: 400, code: 'regex_unsupported', param: '/training/lrMultipliers/(enc)_\\1' });
+add('possessive freeze regex', withValue('/freeze', 'enc_conv\\d++'), { status: 400, code: 'regex_unsupported', param: '/freeze' });
+// Catastrophic for a backtracking engine, linear for RE2: just a regex that selects nothing here.
+add('catastrophic-looking restore regex', withValue('/source/restore', '(a+)+$'), { status: 422, code: 'restore_matches_nothing', param: '/source/restore' });
 add('too long regex', withValue('/source/restore', 'a'.repeat(300)), { status: 400 });
 
 // Rules between fields.
@@ -137,7 +142,7 @@ describe('POST /v1/jobs rejects malformed specs', () => {
   let t: TestApp;
 
   beforeAll(async () => {
-    env = await makeTestEnv({ BODY_LIMIT_BYTES: '65536' });
+    env = await makeTestEnv({ JOB_SPEC_MAX_BYTES: '65536' });
     await writeMnistDataset(env.dataDir, 'mnist', { train: 50, test: 10 });
     await writeTinyCheckpoint(env.dataDir, 'src');
     t = await buildTestApp(env);

@@ -36,6 +36,12 @@ export async function makeTestEnv(overrides: Record<string, string> = {}): Promi
     QUEUE_NAME: queueName,
     LOG_LEVEL: 'warn',
     GRAFT_BACKEND: 'auto',
+    // Load shedding off by default: a jest process is not an API process (it loads TensorFlow.js,
+    // builds networks on its loop, accumulates test modules), so its delay and memory say nothing.
+    // test/api/budgets.test.ts turns it on.
+    PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0',
+    PRESSURE_MAX_HEAP_USED_MB: '0',
+    PRESSURE_MAX_RSS_MB: '0',
     ...overrides,
   };
   return {

@@ -146,6 +146,23 @@ describe('docker-compose.yml', () => {
     expect(argv((services.api.healthcheck as { test?: unknown }).test).join(' ')).toContain(`:${cfg.PORT}/healthz`);
   });
 
+  test('api healthcheck would catch a stuck API: a node one-liner on /healthz whose own timeout fires first', () => {
+    const health = services.api.healthcheck as { test?: unknown; interval?: string; timeout?: string; retries?: number };
+    const [kind, ...command] = argv(health.test);
+    expect(kind).toBe('CMD');
+    expect(command.slice(0, 2)).toEqual(['node', '-e']);
+    const script = command.slice(2).join(' ');
+    expect(script).toMatch(/fetch\(['"]http:\/\/127\.0\.0\.1:\d+\/healthz['"]/);
+    const fetchTimeout = /AbortSignal\.timeout\((\d+)\)/.exec(script);
+    expect(fetchTimeout).not.toBeNull();
+    const seconds = (v: string | undefined) => Number(/^(\d+)s$/.exec(String(v))?.[1] ?? NaN);
+    // The probe gives up (exit 1) before Docker kills it, and probes again before long.
+    expect(Number(fetchTimeout![1])).toBeLessThan(seconds(health.timeout) * 1000);
+    expect(seconds(health.timeout)).toBeLessThan(seconds(health.interval));
+    expect(health.retries).toBeGreaterThanOrEqual(1);
+    expect(script).toMatch(/process\.exit\(1\)/);
+  });
+
   test.each([
     ['api', 'src/server.ts'],
     ['worker', 'workers/main.ts'],

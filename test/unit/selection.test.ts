@@ -52,9 +52,17 @@ describe('planRestore', () => {
     expect(codeOf(() => planRestore(SOURCE, target, '^dec_'))).toBe('restore_matches_nothing');
   });
 
-  it('refuses invalid and catastrophic regexes', () => {
+  it('refuses invalid regexes and constructs RE2 cannot express', () => {
     expect(codeOf(() => planRestore(SOURCE, target, '(enc'))).toBe('invalid_regex');
-    expect(codeOf(() => planRestore(SOURCE, target, '(a+)+$'))).toBe('unsafe_regex');
+    expect(codeOf(() => planRestore(SOURCE, target, '^(?!dec_)'))).toBe('regex_unsupported');
+    expect(codeOf(() => planRestore(SOURCE, target, '(enc)_conv\\1'))).toBe('regex_unsupported');
+  });
+
+  it('runs a catastrophic-for-backtracking pattern over long names in linear time', () => {
+    const long = [{ name: `${'a'.repeat(50_000)}!`, shape: [1] }];
+    const started = Date.now();
+    expect(codeOf(() => planRestore(long, long, '^(a+)+$'))).toBe('restore_matches_nothing');
+    expect(Date.now() - started).toBeLessThan(1000);
   });
 });
 

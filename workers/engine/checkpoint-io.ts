@@ -300,7 +300,9 @@ function concat(buffers: Buffer[]): ArrayBuffer {
 /**
  * Re-writes the checkpoint folder `dir` (e.g. an upload) as checkpoint `name`: verified and built
  * by loadModel (topology loads, every weight has the bytes its spec says, hashes match when a
- * manifest exists), then saved with a fresh manifest that keeps any lineage the old one had.
+ * manifest exists), then saved with a fresh manifest. The upload is its own author (`jobType:
+ * "upload"`, its own id): an uploaded manifest's identity is kept as data under `lineage`, never
+ * as identity, so it can never pass for the output of a job.
  */
 export async function importCheckpoint(layout: DataLayout, name: string, dir: string, uploadId: string): Promise<CheckpointManifest> {
   let previous: CheckpointManifest | null;
@@ -315,10 +317,14 @@ export async function importCheckpoint(layout: DataLayout, name: string, dir: st
   }
   try {
     const inputShape = model.inputs[0]?.shape.slice(1);
-    const { formatVersion: _v, name: _n, createdAt: _c, layers: _l, files: _f, ...lineage } = previous ?? ({} as Partial<CheckpointManifest>);
-    const input: ManifestInput = previous
-      ? (lineage as ManifestInput)
-      : { jobId: uploadId, jobType: 'upload', ...(inputShape?.every((d) => typeof d === 'number') ? { inputShape: inputShape as number[] } : {}) };
+    const { formatVersion: _v, name: prevName, createdAt: prevCreated, layers: _l, files: _f, jobId: prevJob, jobType: prevType, ...data } = previous ?? ({} as Partial<CheckpointManifest>);
+    const input = {
+      ...(previous ? data : {}),
+      ...(inputShape?.every((d) => typeof d === 'number') ? { inputShape: inputShape as number[] } : {}),
+      jobId: uploadId,
+      jobType: 'upload' as const,
+      ...(previous ? { lineage: { jobId: prevJob, jobType: prevType, name: prevName, createdAt: prevCreated } } : {}),
+    } as ManifestInput;
     return await saveCheckpoint(layout, name, model, input);
   } finally {
     model.dispose();

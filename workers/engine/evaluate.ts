@@ -7,23 +7,30 @@ export interface Metrics {
   accuracy: number | null;
   /** Class name → accuracy over that class's samples; null without samples. */
   perClassAccuracy?: Record<string, number | null>;
-  /** confusionMatrix[true][predicted] counts. */
-  confusionMatrix?: number[][];
+  /** confusionMatrix[true][predicted] counts; null above `maxConfusionClasses` classes. */
+  confusionMatrix?: number[][] | null;
   samples: number;
 }
 
+/** Default of CONFUSION_MATRIX_MAX_CLASSES (src/config.ts): a matrix grows with classes². */
+export const DEFAULT_CONFUSION_MAX_CLASSES = 100;
+
 /**
  * Loss and accuracy in inference mode, batch by batch (bounded memory), with per-class accuracy
- * and a confusion matrix for classification (`classes` > 0).
+ * and, up to `maxConfusionClasses` classes, a confusion matrix for classification (`classes` > 0).
  */
 export async function evaluate(
   model: tf.LayersModel,
   split: Split,
-  opts: { lossFn: LossFn; batchSize: number; classes: number; withConfusion: boolean; classNames?: string[] },
+  opts: { lossFn: LossFn; batchSize: number; classes: number; withConfusion: boolean; classNames?: string[]; maxConfusionClasses?: number },
 ): Promise<Metrics> {
   const n = count(split.x);
   const classification = split.labels !== null;
-  const confusion = Array.from({ length: opts.classes }, () => new Array<number>(opts.classes).fill(0));
+  const keepMatrix = opts.classes <= (opts.maxConfusionClasses ?? DEFAULT_CONFUSION_MAX_CLASSES);
+  // Per-class counts are O(classes) and always kept; the matrix only when small enough.
+  const perClassTotal = new Array<number>(opts.classes).fill(0);
+  const perClassCorrect = new Array<number>(opts.classes).fill(0);
+  const confusion = keepMatrix ? Array.from({ length: opts.classes }, () => new Array<number>(opts.classes).fill(0)) : null;
   let lossSum = 0;
   let correct = 0;
   for (let start = 0; start < n; start += opts.batchSize) {
@@ -39,18 +46,19 @@ export async function evaluate(
     lossSum += loss[0] * size;
     for (let i = 0; i < pred.length; i++) {
       const truth = split.labels![start + i];
-      confusion[truth][pred[i]]++;
-      if (truth === pred[i]) correct++;
+      if (confusion) confusion[truth][pred[i]]++;
+      perClassTotal[truth]++;
+      if (truth === pred[i]) {
+        correct++;
+        perClassCorrect[truth]++;
+      }
     }
   }
   const metrics: Metrics = { loss: lossSum / n, accuracy: classification ? correct / n : null, samples: n };
   if (classification && opts.withConfusion) {
     metrics.confusionMatrix = confusion;
     metrics.perClassAccuracy = Object.fromEntries(
-      confusion.map((row, c) => {
-        const total = row.reduce((a, b) => a + b, 0);
-        return [opts.classNames?.[c] ?? String(c), total > 0 ? row[c] / total : null];
-      }),
+      perClassTotal.map((total, c) => [opts.classNames?.[c] ?? String(c), total > 0 ? perClassCorrect[c] / total : null]),
     );
   }
   return metrics;

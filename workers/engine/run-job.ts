@@ -1,7 +1,7 @@
 import { UnprocessableError } from '../../src/errors';
 import type { JobProgress, JobResult } from '../../src/jobs/types';
 import { DEFAULT_OUTPUT_SELECT, DEFAULT_VALIDATION_SPLIT, resolveTraining, type JobSpec } from '../../src/spec/schema';
-import { DatasetCatalog } from '../../src/storage/datasets';
+import { DatasetCatalog, type DatasetLimits } from '../../src/storage/datasets';
 import type { DataLayout } from '../../src/storage/layout';
 import type { BackendName } from '../../src/spec/backends';
 import { readCheckpoint, saveCheckpoint, type CheckpointManifest } from './checkpoint-io';
@@ -24,6 +24,10 @@ export interface RunContext {
   layout: DataLayout;
   backend: BackendName;
   featureCacheMaxBytes: number;
+  /** Byte and pixel limits on reading the dataset (DATASET_MAX_BYTES, IMAGE_MAX_*); defaults when absent. */
+  datasetLimits?: DatasetLimits;
+  /** Evaluation keeps a confusion matrix up to this many classes (CONFUSION_MATRIX_MAX_CLASSES). */
+  maxConfusionClasses?: number;
   signal?: AbortSignal;
   /** Aborted when the worker shuts down: checkpoint at the next batch boundary and stop. */
   interrupt?: AbortSignal;
@@ -36,6 +40,11 @@ export interface RunContext {
   /** Something the user should know that does not stop the job (e.g. skipped weights). */
   onWarning?(message: string, data?: Record<string, unknown>): Promise<void> | void;
   log?(message: string, data?: Record<string, unknown>): void;
+  /**
+   * Called before anything is written to the volume (a training checkpoint, the output): throws
+   * if this attempt may not write (it lost the job to another worker, or it was cancelled).
+   */
+  beforeSave?(what: 'training-checkpoint' | 'output'): Promise<void>;
 }
 
 export interface JobOutcome {
@@ -59,7 +68,7 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
     ctx.onProgress?.({ epoch: 0, epochs: training.epochs, batch: 0, batches: 0, loss: null, accuracy: null, valLoss: null, valAccuracy: null, ...p });
 
   await progress({ phase: 'loading' });
-  const description = await new DatasetCatalog(ctx.layout).describe(spec.dataset.name);
+  const description = await new DatasetCatalog(ctx.layout, ctx.datasetLimits).describe(spec.dataset.name);
   const numClasses = description.classes.length;
 
   let target: TargetModel | null = null;
@@ -81,7 +90,12 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
     const trained = await train(target, data.train, data.val, {
       ...trainingOptions(spec, ctx, target.task === 'classification' ? numClasses : 0),
       resume,
-      onCheckpoint: epochCheckpoints ? (position, optimizers, best) => epochCheckpoints.save(position, model, optimizers, best) : undefined,
+      onCheckpoint: epochCheckpoints
+        ? async (position, optimizers, best) => {
+            await ctx.beforeSave?.('training-checkpoint');
+            await epochCheckpoints.save(position, model, optimizers, best);
+          }
+        : undefined,
       onBatch: (p) => progress({ ...p }),
       onEpoch: async (m, p) => {
         await progress({ ...p, valLoss: m.valLoss, valAccuracy: m.valAccuracy });
@@ -90,9 +104,10 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
     });
 
     await progress({ phase: 'evaluating', epoch: trained.epochsRun, batches: 0 });
-    const metrics = await evaluateTarget(target, data, numClasses);
+    const metrics = await evaluateTarget(target, data, numClasses, ctx.maxConfusionClasses);
 
     await progress({ phase: 'saving', epoch: trained.epochsRun });
+    await ctx.beforeSave?.('output');
     return await saveOutcome(spec, ctx, target, trained, metrics, data.classes);
   } finally {
     resume?.dispose();
@@ -145,9 +160,9 @@ function trainingOptions(spec: JobSpec, ctx: RunContext, classes: number): Omit<
 }
 
 /** Final metrics on the validation and test splits, rounded for the job record. */
-async function evaluateTarget(target: TargetModel, data: Prepared, numClasses: number) {
+async function evaluateTarget(target: TargetModel, data: Prepared, numClasses: number, maxConfusionClasses?: number) {
   const { fn: lossFn } = lossFor(target.model, target.task);
-  const evalOpts = { lossFn, batchSize: EVAL_BATCH, classes: target.task === 'classification' ? numClasses : 0, withConfusion: true, classNames: data.classes };
+  const evalOpts = { lossFn, batchSize: EVAL_BATCH, classes: target.task === 'classification' ? numClasses : 0, withConfusion: true, classNames: data.classes, maxConfusionClasses };
   const validation = data.val ? await evaluate(target.model, data.val, evalOpts) : null;
   const test = data.test ? await evaluate(target.model, data.test, evalOpts) : null;
   return { validation: publicMetrics(validation), test: publicMetrics(test) };
@@ -191,7 +206,7 @@ async function saveOutcome(spec: JobSpec, ctx: RunContext, target: TargetModel, 
 
 async function prepareData(spec: JobSpec, ctx: RunContext, target: TargetModel, hasTest: boolean, numClasses: number): Promise<Prepared> {
   const { seed } = resolveTraining(spec);
-  const loaded = await loadDataset(ctx.layout, spec.dataset.name, { inputShape: target.inputShape, split: 'train' });
+  const loaded = await loadDataset(ctx.layout, spec.dataset.name, { inputShape: target.inputShape, split: 'train', limits: ctx.datasetLimits });
   const fraction = spec.dataset.validationSplit ?? DEFAULT_VALIDATION_SPLIT;
   let trainIdx: Int32Array;
   let valIdx: Int32Array;
@@ -227,7 +242,7 @@ async function prepareData(spec: JobSpec, ctx: RunContext, target: TargetModel, 
   const val = valIdx.length > 0 ? toSplit(loaded.images, loaded.labels, valIdx) : null;
   let test: Split | null = null;
   if (hasTest) {
-    const t = await loadDataset(ctx.layout, spec.dataset.name, { inputShape: target.inputShape, split: 'test' });
+    const t = await loadDataset(ctx.layout, spec.dataset.name, { inputShape: target.inputShape, split: 'test', limits: ctx.datasetLimits });
     test = toSplit(t.images, t.labels, null);
   }
   return { train: trainSplit, val, test, classes: loaded.classes };

@@ -2,17 +2,19 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { JobPlanSchema } from '../../spec/plan';
 import { JobSpecSchema } from '../../spec/schema';
-import { ErrorBodySchema, JOB_STATUSES, JobSchema } from '../../jobs/types';
+import type { FastifyReply } from 'fastify';
+import { ErrorBodySchema, JOB_STATUSES, JobSchema, TERMINAL_STATUSES } from '../../jobs/types';
+import type { ApiLimits } from '../app';
 import { ErrorResponseSchema } from '../schemas/errors';
 import type { AppDeps } from '../services';
-import { EVENT_ID_PATTERN, JobEvents } from '../../jobs/job-events';
-import { ValidationError } from '../../errors';
+import { EVENT_ID_PATTERN, type JobEvent } from '../../jobs/job-events';
+import { GraftError, ValidationError } from '../../errors';
 
 export const DEFAULT_PAGE_SIZE = 20;
 const DEFAULT_EVENTS_PAGE = 100;
 const MAX_EVENTS_PAGE = 1000;
-/** SSE: how long one blocking read waits before a keep-alive comment (proxies drop idle streams). */
-const SSE_BLOCK_MS = 10_000;
+/** SSE: how often an idle stream gets a keep-alive comment (proxies drop idle streams) and re-checks the job. */
+const SSE_KEEP_ALIVE_MS = 10_000;
 /** After the job ends, how long to wait for its last events (written just after the status). */
 const SSE_DRAIN_MS = 500;
 const IDEMPOTENCY_KEY_PATTERN = '^[\\x21-\\x7e]{1,255}$';
@@ -37,10 +39,18 @@ const PlanResponseSchema = Type.Object({
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9-]+$' }) }, { additionalProperties: false });
 
-export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
+export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLimits }> = async (app, { deps, limits }) => {
+  // Open event streams end when the server closes (clients reconnect with Last-Event-ID), so a
+  // shutdown does not wait for them.
+  const openStreams = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const end of [...openStreams]) end();
+  });
+
   app.post(
     '/jobs',
     {
+      bodyLimit: limits.jobSpecMaxBytes,
       schema: {
         tags: ['jobs'],
         summary: 'Submit a job',
@@ -56,17 +66,18 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (ap
         if (typeof key !== 'string' || !new RegExp(IDEMPOTENCY_KEY_PATTERN).test(key)) {
           throw new ValidationError('invalid_idempotency_key', 'Idempotency-Key must be 1-255 printable ASCII characters.', null);
         }
-        const { job, replayed } = await deps.jobs.submitIdempotent(request.body, key);
-        return reply.status(replayed ? 200 : 202).header('location', `/v1/jobs/${job.id}`).send(job);
+        const { job, replayed } = await deps.jobs.submitIdempotent(request.body, key, request.log);
+        return reply.status(replayed ? 200 : 202).header('location', `${app.prefix}/jobs/${job.id}`).send(job);
       }
-      const job = await deps.jobs.submit(request.body);
-      return reply.status(202).header('location', `/v1/jobs/${job.id}`).send(job);
+      const job = await deps.jobs.submit(request.body, undefined, request.log);
+      return reply.status(202).header('location', `${app.prefix}/jobs/${job.id}`).send(job);
     },
   );
 
   app.post(
     '/plans',
     {
+      bodyLimit: limits.jobSpecMaxBytes,
       schema: {
         tags: ['jobs'],
         summary: 'Dry-run a job spec: nothing is queued',
@@ -139,7 +150,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (ap
           },
           { additionalProperties: false },
         ),
-        response: { 200: Type.Object({ data: Type.Array(JobEventSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errors(400, 404) },
+        response: { 200: Type.Object({ data: Type.Array(JobEventSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errors(400, 404, 429) },
       },
     },
     async (request, reply) => {
@@ -151,7 +162,15 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (ap
       const lastEventId = request.headers['last-event-id'];
       const after = typeof lastEventId === 'string' && new RegExp(EVENT_ID_PATTERN).test(lastEventId) ? lastEventId : (request.query.after ?? '0-0');
       await deps.jobs.get(id); // 404 before switching to a stream
-      await streamEvents(deps, id, after, reply);
+      if (deps.events.subscriberCount >= limits.sseMaxStreams) {
+        reply.header('retry-after', String(limits.retryAfterSeconds));
+        throw new GraftError(
+          'too_many_streams',
+          `This API process already serves ${limits.sseMaxStreams} event streams (SSE_MAX_STREAMS); retry after ${limits.retryAfterSeconds} s, or poll GET /v1/jobs/${id}/events?after=<id>.`,
+          { statusCode: 429 },
+        );
+      }
+      await streamEvents(deps, id, after, reply, openStreams);
       return reply;
     },
   );
@@ -189,42 +208,81 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (ap
   );
 };
 
-/** Server-Sent Events: every event after `after`, live, until the job has ended and drained. */
-async function streamEvents(deps: AppDeps, id: string, after: string, reply: import('fastify').FastifyReply): Promise<void> {
+/**
+ * Server-Sent Events: every event after `after`, live, until the job has ended and drained. The
+ * events come from the process's one EventHub reader; this stream only writes them, sends
+ * keep-alives and watches for the job's end.
+ */
+function streamEvents(deps: AppDeps, id: string, after: string, reply: FastifyReply, openStreams: Set<() => void>): Promise<void> {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' });
   res.write('retry: 2000\n\n');
-  const conn = deps.blockingRedis();
-  let open = true;
-  res.on('close', () => {
-    open = false;
-    conn.disconnect();
-  });
-  const key = deps.eventsKey(id);
-  let last = after;
-  let endedAt: number | null = null;
-  try {
-    while (open) {
-      const wait = endedAt === null ? SSE_BLOCK_MS : SSE_DRAIN_MS;
-      const events = await JobEvents.waitFor(conn, key, last, wait);
-      for (const e of events) {
-        res.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
-        last = e.id;
+  return new Promise<void>((resolve) => {
+    let finished = false;
+    let ended = false;
+    let checking = false;
+    let drain: NodeJS.Timeout | undefined;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      openStreams.delete(finish);
+      subscription.close();
+      clearInterval(keepAlive);
+      clearTimeout(drain);
+      res.off('close', finish);
+      if (!res.destroyed) res.end();
+      resolve();
+    };
+    // Once the job has ended, its last events are written just after the status: wait for a
+    // quiet SSE_DRAIN_MS, then end the stream.
+    const drainSoon = () => {
+      clearTimeout(drain);
+      drain = setTimeout(finish, SSE_DRAIN_MS);
+    };
+    // Asked again while a look is in flight (events arrived meanwhile): look once more after it.
+    let again = false;
+    const checkEnded = async () => {
+      if (ended || finished) return;
+      if (checking) {
+        again = true;
+        return;
       }
-      if (events.length === 0) {
-        if (endedAt !== null) break; // ended and nothing more came: done
-        res.write(': keep-alive\n\n');
-      }
-      if (endedAt === null) {
+      checking = true;
+      do {
+        again = false;
         const job = await deps.jobs.get(id).catch(() => null);
-        if (!job || ['succeeded', 'failed', 'cancelled'].includes(job.status)) endedAt = Date.now();
-      }
+        if (finished || ended) break;
+        if (!job || TERMINAL_STATUSES.includes(job.status)) {
+          ended = true;
+          drainSoon();
+        }
+      } while (again && !ended && !finished);
+      checking = false;
+    };
+    let subscription: { close(): void };
+    try {
+      subscription = deps.events.subscribe(deps.eventsKey(id), after, {
+        onEvents(events: JobEvent[]) {
+          if (finished) return;
+          for (const e of events) res.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+          if (ended) drainSoon();
+          else void checkEnded();
+        },
+      });
+    } catch {
+      // The process is shutting down (the hub is closed): end the stream; the client reconnects.
+      res.end();
+      resolve();
+      return;
     }
-  } catch {
-    // The client went away (disconnect aborts the blocking read) or Redis failed: end the stream.
-  } finally {
-    conn.disconnect();
-    if (open) res.end();
-  }
+    const keepAlive = setInterval(() => {
+      res.write(': keep-alive\n\n');
+      void checkEnded();
+    }, SSE_KEEP_ALIVE_MS);
+    // The client went away: forget it at once (no listener, timer or subscription left behind).
+    res.on('close', finish);
+    openStreams.add(finish);
+    void checkEnded();
+  });
 }

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { ApiLimits } from '../app';
 import type { AppDeps } from '../services';
 import { checkpointRoutes } from './checkpoints';
 import { datasetRoutes } from './datasets';
@@ -10,8 +11,8 @@ import { uploadRoutes } from './uploads';
  * whole public API (authentication, rate limits) hang on this plugin's scope, not on each route;
  * the health and documentation routes stay outside it.
  */
-export const v1Routes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
-  await app.register(jobRoutes, { deps });
+export const v1Routes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLimits }> = async (app, { deps, limits }) => {
+  await app.register(jobRoutes, { deps, limits });
   await app.register(checkpointRoutes, { deps });
   await app.register(datasetRoutes, { deps });
   await app.register(uploadRoutes, { deps });
