@@ -34,7 +34,7 @@ function jobsView(signal: AbortSignal, status: JobStatus | ''): HTMLElement {
     const page = unwrap(await client.GET('/v1/jobs', { params: { query: { limit: 50, ...(status ? { status } : {}) } } }));
     const rows = page.data.map((j) => {
       const p = j.progress;
-      return [h('span', { class: 'mono' }, j.id.slice(0, 8)), j.type, badge(j.status), j.spec.output.checkpoint, j.spec.dataset.name, p ? `${p.epoch}/${p.epochs}` : '–', fmt(p?.loss), fmt(j.result?.metrics.test?.accuracy ?? j.result?.metrics.validation?.accuracy), time(j.createdAt)];
+      return [h('span', { class: 'mono' }, j.id.slice(0, 8)), j.type, badge(j.status), j.spec.output.checkpoint, j.spec.dataset.name, p ? `${p.epoch}/${p.epochs}` : '–', fmt(p?.loss ?? j.result?.metrics.train?.loss ?? j.result?.metrics.validation?.loss), fmt(j.result?.metrics.test?.accuracy ?? j.result?.metrics.validation?.accuracy), time(j.createdAt)];
     });
     body.replaceChildren(
       page.data.length
