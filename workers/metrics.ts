@@ -148,6 +148,10 @@ export class WorkerMetrics {
   close(): Promise<void> {
     const server = this.server;
     this.server = null;
-    return server ? new Promise((resolve) => server.close(() => resolve())) : Promise.resolve();
+    if (!server) return Promise.resolve();
+    // A scraper's keep-alive connection must not hold a stopping worker open.
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections();
+    return closed;
   }
 }
