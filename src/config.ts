@@ -34,6 +34,7 @@ export const ConfigSchema = Type.Object({
   ARCHIVE_MAX_TOTAL_BYTES: Type.Integer({ minimum: 1024, default: 4 * 1024 ** 3, description: 'Largest total unpacked size of an uploaded archive (archive bombs).' }),
   ARCHIVE_MAX_ENTRIES: Type.Integer({ minimum: 1, default: 200_000, description: 'Most entries an uploaded archive may have.' }),
   ARCHIVE_MAX_ENTRY_BYTES: Type.Integer({ minimum: 1024, default: 1024 ** 3, description: 'Largest single unpacked file of an uploaded archive.' }),
+  WORKER_METRICS_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 9465, description: 'Port of a worker\'s Prometheus /metrics listener (on HOST); 0 turns it off. A port already taken only logs a warning.' }),
   BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1024 * 1024, description: 'Largest JSON request body.' }),
   POOL_THREADS: Type.Integer({ minimum: 1, maximum: 64, default: 2, description: 'Threads of the API\'s untrusted-work pool (plans, submission checks, upload verification).' }),
   POOL_TASK_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 5000, description: 'Time limit of one untrusted-work task; past it the thread is killed and the request gets 422 time_limit_exceeded.' }),

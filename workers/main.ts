@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'bullmq';
 import pino from 'pino';
@@ -8,6 +9,7 @@ import { Reconciler } from '../src/jobs/reconciler';
 import { RetentionSweeper } from '../src/jobs/retention';
 import { createRedis } from '../src/redis';
 import { DataLayout } from '../src/storage/layout';
+import { WorkerMetrics } from './metrics';
 import { LOCK_LOST_REASON, SHUTDOWN_REASON } from './shutdown';
 
 /**
@@ -39,6 +41,14 @@ async function main(): Promise<void> {
     stalledInterval: (config.WORKER_LOCK_SECONDS * 1000) / 2,
     maxStalledCount: config.JOB_ATTEMPTS,
   });
+
+  const metrics = new WorkerMetrics({ worker, store, logger, labels: { worker: `${os.hostname()}:${process.pid}` } });
+  if (config.WORKER_METRICS_PORT > 0) {
+    metrics.listen(config.WORKER_METRICS_PORT, config.HOST).then(
+      (port) => logger.info({ port }, 'metrics at /metrics'),
+      (err: Error) => logger.warn({ err: err.message }, 'no metrics listener (another worker on this host has the port?)'),
+    );
+  }
 
   // Work that must finish before the process exits (recording a failure, a maintenance pass).
   const pending = new Set<Promise<unknown>>();
@@ -99,7 +109,7 @@ async function main(): Promise<void> {
       await Promise.allSettled([...pending]);
     } finally {
       clearTimeout(forced);
-      await Promise.allSettled([subscriber.quit(), redis.quit()]);
+      await Promise.allSettled([subscriber.quit(), redis.quit(), metrics.close()]);
       process.exit(0);
     }
   };

@@ -7,6 +7,9 @@ import { GraftError } from '../errors';
 import { toValidationError } from '../spec/validation';
 import { makeValidatorCompiler } from './validator-compiler';
 import type { AppDeps } from './services';
+import { registerDashboard } from './dashboard';
+import { installMetrics } from './metrics';
+import { contractDocument } from './openapi-contract';
 import { registerLoadShedding } from './load-shedding';
 import { healthRoutes } from './routes/health';
 import { v1Routes } from './routes/v1';
@@ -79,6 +82,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   app.removeContentTypeParser('text/plain');
 
   await app.register(swagger, {
+    // operationIds, shared $ref components, servers, security: see openapi-contract.ts
+    transformObject: (doc) => contractDocument(('openapiObject' in doc ? doc.openapiObject : doc.swaggerObject) as never) as never,
     openapi: {
       openapi: '3.1.0',
       info: {
@@ -118,6 +123,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     reply.status(404).send({ error: { code: 'route_not_found', message: `No route ${request.method} ${request.url.split('?')[0]}.`, param: null } }),
   );
 
+  installMetrics(app, () => opts.deps.metrics);
+  await registerDashboard(app);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, { deps: opts.deps });
   const limits: ApiLimits = { jobSpecMaxBytes: config.JOB_SPEC_MAX_BYTES, sseMaxStreams: config.SSE_MAX_STREAMS, retryAfterSeconds: config.PRESSURE_RETRY_AFTER_SECONDS };

@@ -15,6 +15,7 @@ import { DatasetCatalog, datasetLimits } from '../storage/datasets';
 import { DataLayout } from '../storage/layout';
 import { UploadService, uploadLimits, type UploadValidator } from '../storage/uploads';
 import { FileMemo } from './file-memo';
+import { ApiMetrics, QUEUE_STATES } from './metrics';
 import { PlanCache } from './plan-cache';
 import { UntrustedPool } from './untrusted-pool';
 
@@ -32,6 +33,8 @@ export interface AppDeps {
   checkpoints: CheckpointCatalog;
   datasets: DatasetCatalog;
   health: { redis(): Promise<void>; volume(): Promise<void> };
+  /** Prometheus metrics served at GET /metrics; pools report their saturation through `metrics.register`. */
+  metrics: ApiMetrics;
 }
 
 export interface Services {
@@ -67,6 +70,11 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
     keepWarm: opts.warmPool,
   });
   if (opts.warmPool) await pool.warmup();
+  const metrics = new ApiMetrics({ queueCounts: () => queue.queue.getJobCounts(...QUEUE_STATES) });
+  metrics.register('untrusted', () => {
+    const s = pool.stats();
+    return { busy: s.running, queued: s.queued, capacity: config.POOL_THREADS };
+  });
   const events = new EventHub({
     connect: () => createRedis(config.REDIS_URL, { connectionName: eventHubConnectionName(config.QUEUE_NAME) }),
     control: redis,
@@ -97,6 +105,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       uploads: new UploadService({ layout, limits: uploadLimits(config), validator: poolValidator(pool), datasets, checkpoints, reservations: new UploadReservations(store, config.TMP_GRACE_SECONDS) }),
       checkpoints,
       datasets,
+      metrics,
       health: {
         redis: async () => {
           const pong = await redis.ping();

@@ -6,6 +6,9 @@
  * then stops things in order: SIGTERM to api and worker (the worker checkpoints), wait, and only
  * then the private Redis (a stopping worker still needs it). If any child dies on its own, the
  * launcher stops the rest and exits non-zero.
+ *
+ * On a terminal the children's JSON log lines are shown through pino-pretty (a dev dependency:
+ * `npm start` is the developer's command); piped or redirected, they stay JSON for log shippers.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
@@ -66,9 +69,25 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
   });
 }
 
+type PrettyFactory = (opts: Record<string, unknown>) => NodeJS.WritableStream;
+
+/** pino-pretty when stdout is a terminal and the package is installed; else null (JSON lines). */
+function prettyLogs(): PrettyFactory | null {
+  if (!process.stdout.isTTY || process.env.NO_PRETTY_LOGS) return null;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('pino-pretty') as PrettyFactory;
+  } catch {
+    return null; // installed without dev dependencies
+  }
+}
+const pretty = prettyLogs();
+
 /** Starts a child in its own process group; its unexpected death (or failure to start) stops everything. */
-function launch(name: string, command: string, args: string[], env: NodeJS.ProcessEnv, hint = ''): Proc {
-  const child = spawn(command, args, { env, stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+function launch(name: string, command: string, args: string[], env: NodeJS.ProcessEnv, hint = '', logs: 'pretty' | 'raw' = 'pretty'): Proc {
+  const prettify = logs === 'pretty' ? pretty : null;
+  const child = spawn(command, args, { env, stdio: ['ignore', prettify ? 'pipe' : 'inherit', 'inherit'], detached: true });
+  if (prettify && child.stdout) child.stdout.pipe(prettify({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', destination: 1 }));
   child.on('error', (err) => {
     log(`${name}: ${err.message}${hint}`);
     void stop(1);
@@ -137,7 +156,7 @@ async function startPrivateRedis(dataDir: string): Promise<string> {
   const url = `redis://127.0.0.1:${port}`;
   const logFile = path.join(dir, 'redis.log');
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--logfile', logFile];
-  redis = launch('redis-server', 'redis-server', args, process.env, ` (see ${logFile})`);
+  redis = launch('redis-server', 'redis-server', args, process.env, ` (see ${logFile})`, 'raw');
   await waitForPing(url, redis.child).catch((err: Error) => {
     throw new Error(`${err.message} (see ${logFile})`);
   });
