@@ -593,6 +593,13 @@ export interface components {
                 history?: {
                     [key: string]: number | null;
                 }[];
+                /** @description For an uploaded checkpoint: the identity its own manifest claimed (kept as data, never trusted as this checkpoint's identity). */
+                lineage?: {
+                    jobId?: string;
+                    jobType?: string;
+                    name?: string;
+                    createdAt?: string;
+                };
                 layers: {
                     name: string;
                     /** @description Keras/tfjs class, e.g. Conv2D, Dense, InputLayer. */
@@ -621,7 +628,7 @@ export interface components {
         DatasetDescription: {
             name: string;
             /**
-             * @description Detected from the files (DESIGN §3).
+             * @description Detected from the files (see the volume layout in the README).
              * @enum {unknown}
              */
             format: "idx" | "image-folder";
