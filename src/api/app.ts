@@ -70,6 +70,11 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     // Validation errors are mapped to graft's shape in the error handler below.
     schemaErrorFormatter: (errors, dataVar) => Object.assign(toValidationError(errors as never, dataVar), { validation: errors }),
     genReqId: () => crypto.randomUUID(),
+    // One access-log line per request (below), not Fastify's two ("incoming" + "completed").
+    disableRequestLogging: true,
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info({ method: request.method, url: request.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request completed');
   });
   app.setValidatorCompiler(makeValidatorCompiler());
   await registerLoadShedding(app, {

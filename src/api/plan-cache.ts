@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { GraftError } from '../errors';
 import type { JobPlan } from '../spec/plan';
@@ -7,6 +6,7 @@ import type { DatasetInfo } from '../spec/preflight';
 import type { JobSpec } from '../spec/schema';
 import type { DataLayout } from '../storage/layout';
 import { stableStringify } from '../jobs/job-service';
+import { FileMemo } from './file-memo';
 
 /**
  * Remembers the outcome of planning (a JobPlan, or the GraftError the job would fail with) per
@@ -26,6 +26,8 @@ export class PlanCache {
   private readonly entries = new Map<string, Outcome>();
   /** Plans being built: concurrent requests for one recipe wait for the same build (one pool task). */
   private readonly building = new Map<string, Promise<Outcome>>();
+  /** The source checkpoint's model.json identity, re-stat'ed at most every FILE_RECHECK_MS. */
+  private readonly sourceStamps = new FileMemo<string>();
 
   constructor(
     private readonly layout: DataLayout,
@@ -72,9 +74,9 @@ export class PlanCache {
   private async key(spec: JobSpec, dataset: DatasetInfo): Promise<string | null> {
     let source: string | null = null;
     if (spec.type === 'transfer' && spec.source) {
-      const stat = await fs.stat(path.join(this.layout.checkpointDir(spec.source.checkpoint), 'model.json')).catch(() => null);
-      if (!stat) return null;
-      source = `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
+      const name = spec.source.checkpoint;
+      source = await this.sourceStamps.get(name, path.join(this.layout.checkpointDir(name), 'model.json'), async (stamp) => stamp);
+      if (source === 'absent') return null;
     }
     // Only what shapes the network and its plan: a sweep over seeds, epochs or learning rates
     // (and every output name) shares one plan.

@@ -150,6 +150,17 @@ const orNull = async <T>(p: Promise<T>): Promise<T | null> => {
  */
 export function preflightStorage(layout: DataLayout, checkpoints: CheckpointCatalog, datasets: DatasetCatalog): PreflightStorage {
   const datasetMemo = new FileMemo<DatasetInfo | null>();
+  // The names in checkpoints/, re-read only when the folder changes (its mtime moves whenever a
+  // checkpoint is renamed in or out), and the folder stat'ed at most every FILE_RECHECK_MS: not a
+  // failing stat (and its exception) per submission for the usual case of a new output name. A
+  // checkpoint written within that window by another process is still caught: the output name is
+  // reserved atomically, and the attempt that would write over it fails with checkpoint_exists.
+  const namesMemo = new FileMemo<Set<string>>(1);
+  const checkpointNames = () =>
+    namesMemo.get('names', layout.checkpointsDir, async () => {
+      const entries = await fs.readdir(layout.checkpointsDir, { withFileTypes: true }).catch(() => []);
+      return new Set(entries.filter((e) => e.isDirectory()).map((e) => e.name));
+    });
   const checkpointMemo = new FileMemo<SourceInfo | null>();
   return {
     dataset: (name) =>
@@ -162,7 +173,7 @@ export function preflightStorage(layout: DataLayout, checkpoints: CheckpointCata
         const c = await orNull(checkpoints.describe(name));
         return c && { layers: c.layers.filter((l) => l.className !== 'InputLayer').map((l) => l.name), weights: c.layers.flatMap((l) => l.weights) };
       }),
-    checkpointExists: (name) => checkpoints.exists(name),
+    checkpointExists: async (name) => (await checkpointNames()).has(name),
   };
 }
 

@@ -31,18 +31,28 @@ const UNSUPPORTED: { pattern: RegExp | ((source: string) => boolean); construct:
   { pattern: hasRepeatAbove1000, construct: 'repetition count above 1000', instead: 'use `+` or `*`, or a count up to 1000' },
 ];
 
+/** Compiled patterns by source: submissions reuse a handful of patterns, and compiling is most of a regex's cost. */
+const COMPILED_CACHE_ENTRIES = 512;
+const compiledCache = new Map<string, RE2JS>();
+
 export function compileUserRegex(source: string, param: string): UserRegex {
   if (source.length > MAX_REGEX_LENGTH) {
     throw new ValidationError('invalid_regex', `The regular expression is longer than ${MAX_REGEX_LENGTH} characters.`, param);
   }
-  let compiled: RE2JS;
-  try {
-    compiled = RE2JS.compile(source);
-  } catch (err) {
-    if (!(err instanceof RE2JSSyntaxException)) throw err;
-    throw refusal(source, err, param);
+  let compiled = compiledCache.get(source);
+  if (!compiled) {
+    try {
+      compiled = RE2JS.compile(source);
+    } catch (err) {
+      if (!(err instanceof RE2JSSyntaxException)) throw err;
+      throw refusal(source, err, param);
+    }
+    // RE2JS objects are immutable and their matchers are per call, so one compiled form is shared.
+    compiledCache.set(source, compiled);
+    if (compiledCache.size > COMPILED_CACHE_ENTRIES) compiledCache.delete(compiledCache.keys().next().value!);
   }
-  return { source, test: (name) => compiled.test(name) };
+  const re = compiled;
+  return { source, test: (name) => re.test(name) };
 }
 
 /**
