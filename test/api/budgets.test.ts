@@ -162,9 +162,9 @@ describe('one logger', () => {
       expect(res.status).toBe(202);
       const queued = lines.find((l) => l.msg === 'job queued');
       expect(queued).toMatchObject({ jobId: res.body.id });
-      const incoming = lines.find((l) => l.msg === 'incoming request');
-      expect(incoming?.reqId).toEqual(expect.any(String));
-      expect(queued!.reqId).toBe(incoming!.reqId);
+      const accessLine = lines.find((l) => l.msg === 'request completed' && l.url === '/v1/jobs');
+      expect(accessLine?.reqId).toEqual(expect.any(String));
+      expect(queued!.reqId).toBe(accessLine!.reqId);
     } finally {
       await app.close();
       await services.close();
