@@ -38,6 +38,7 @@ export const ConfigSchema = Type.Object({
   BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1024 * 1024, description: 'Largest JSON request body.' }),
   POOL_THREADS: Type.Integer({ minimum: 1, maximum: 64, default: 2, description: 'Threads of the API\'s untrusted-work pool (plans, submission checks, upload verification).' }),
   POOL_TASK_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 5000, description: 'Time limit of one untrusted-work task; past it the thread is killed and the request gets 422 time_limit_exceeded.' }),
+  UPLOAD_CHECK_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 24 * 3_600_000, default: 600_000, description: 'Time limit of verifying one upload in the untrusted-work pool (decoding every image, loading the network); past it 422 time_limit_exceeded.' }),
   POOL_TASK_MAX_HEAP_MB: Type.Integer({ minimum: 32, maximum: 16_384, default: 512, description: 'Heap limit of an untrusted-work thread; past it the thread is killed and the request gets 422 memory_limit_exceeded.' }),
   POOL_MAX_QUEUE: Type.Integer({ minimum: 1, maximum: 100_000, default: 64, description: 'Untrusted-work tasks waiting for a thread; beyond it requests get 503 pool_saturated with Retry-After.' }),
   MODEL_MAX_PARAMS: Type.Integer({ minimum: 1, default: 100_000_000, description: 'Largest network (parameters) a job may train; larger ones get 422 model_too_large at submission.' }),

@@ -102,7 +102,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       jobs,
       events,
       eventsKey: (jobId) => store.events.key(jobId),
-      uploads: new UploadService({ layout, limits: uploadLimits(config), validator: poolValidator(pool), datasets, checkpoints, reservations: new UploadReservations(store, config.TMP_GRACE_SECONDS) }),
+      uploads: new UploadService({ layout, limits: uploadLimits(config), validator: poolValidator(pool, config.UPLOAD_CHECK_TIMEOUT_MS), datasets, checkpoints, reservations: new UploadReservations(store, config.TMP_GRACE_SECONDS) }),
       checkpoints,
       datasets,
       metrics,
@@ -190,13 +190,15 @@ export function poolPlanner(pool: UntrustedPool, cache: PlanCache, config: Pick<
 }
 
 /** Upload verification (decoding every image, loading the network) runs in the pool too. */
-function poolValidator(pool: UntrustedPool): UploadValidator {
+function poolValidator(pool: UntrustedPool, timeoutMs: number): UploadValidator {
+  const uploadCheck = { timeoutMs, limitName: 'UPLOAD_CHECK_TIMEOUT_MS' };
   return {
+    // Decoding every image of a real dataset takes minutes, not the seconds a plan gets.
     dataset: async (stagingRoot, name, limits) => {
-      await pool.run('validateDataset', { stagingRoot, name, limits });
+      await pool.run('validateDataset', { stagingRoot, name, limits }, uploadCheck);
     },
     checkpoint: async (dataDir, name, stagedDir, uploadId) => {
-      await pool.run('importCheckpoint', { dataDir, name, stagedDir, uploadId });
+      await pool.run('importCheckpoint', { dataDir, name, stagedDir, uploadId }, uploadCheck);
     },
   };
 }

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Piscina } from 'piscina';
 import type { Logger } from 'pino';
-import { UnavailableError, UnprocessableError } from '../errors';
+import { GraftError, UnavailableError, UnprocessableError } from '../errors';
 import { rebuildGraftError, type TaskName, type TaskOutcome, type UntrustedTasks } from '../untrusted/protocol';
 
 /**
@@ -66,7 +66,7 @@ export class UntrustedPool {
   }
 
   /** Runs one task; resolves with its value or rejects with the GraftError it (or a limit) produced. */
-  async run<K extends TaskName>(name: K, input: UntrustedTasks[K][0]): Promise<UntrustedTasks[K][1]> {
+  async run<K extends TaskName>(name: K, input: UntrustedTasks[K][0], opts: { timeoutMs?: number; limitName?: string } = {}): Promise<UntrustedTasks[K][1]> {
     if (this.closing) throw new UnavailableError('shutting_down', 'The API is shutting down; retry on another instance.', RETRY_AFTER_SECONDS);
     if (this.inFlight >= this.opts.threads + this.opts.maxQueue) {
       throw new UnavailableError('pool_saturated', `Too many requests are being checked right now (POOL_MAX_QUEUE = ${this.opts.maxQueue}); retry in a moment.`, RETRY_AFTER_SECONDS);
@@ -77,11 +77,11 @@ export class UntrustedPool {
       // Starting a thread (loading TensorFlow.js) is the pool's cost, not the request's: the time
       // limit starts once every thread is up.
       await (this.warm ??= this.warmup());
-      outcome = await this.piscina.run(input, { name, signal: AbortSignal.timeout(this.opts.taskTimeoutMs) });
+      outcome = await this.piscina.run(input, { name, signal: AbortSignal.timeout(opts.timeoutMs ?? this.opts.taskTimeoutMs) });
     } catch (err) {
-      const limit = this.limitError(name, err as Error & { code?: string });
+      const limit = this.limitError(name, err as Error & { code?: string }, opts.timeoutMs ?? this.opts.taskTimeoutMs, opts.limitName ?? 'POOL_TASK_TIMEOUT_MS');
       // A killed thread is replaced on demand; warm the replacement before the next time limit starts.
-      if (limit !== err) this.warm = null;
+      if (limit !== err && !(err instanceof GraftError)) this.warm = null;
       throw limit;
     } finally {
       this.inFlight--;
@@ -118,13 +118,14 @@ export class UntrustedPool {
     return this.closing;
   }
 
-  private limitError(name: string, err: Error & { code?: string }) {
+  private limitError(name: string, err: Error & { code?: string }, timeoutMs: number, limitName: string) {
+    if (err instanceof GraftError) return err;
     if (err.name === 'AbortError') {
       return new UnprocessableError(
         'time_limit_exceeded',
-        `Checking this request (${name}) took longer than ${this.opts.taskTimeoutMs} ms (POOL_TASK_TIMEOUT_MS) and was stopped; simplify the network or the files.`,
+        `Checking this request (${name}) took longer than ${timeoutMs} ms (${limitName}) and was stopped; simplify the network or the files.`,
         null,
-        { limit: 'POOL_TASK_TIMEOUT_MS', max: this.opts.taskTimeoutMs },
+        { limit: limitName, max: timeoutMs },
       );
     }
     if (err.code === 'ERR_WORKER_OUT_OF_MEMORY') {
