@@ -15,6 +15,13 @@ describe('Prometheus text parser', () => {
     expect(sampleValue(families, 'd_seconds_bucket', { le: '1' })).toBe(0);
   });
 
+  it('reads the special values case-insensitively, as Prometheus (Go ParseFloat) does', () => {
+    const families = parsePrometheusText('# TYPE g gauge\ng{a="1"} Nan\ng{a="2"} +Inf\ng{a="3"} -inf\n');
+    expect(sampleValue(families, 'g', { a: '1' })).toBeNaN();
+    expect(sampleValue(families, 'g', { a: '2' })).toBe(Infinity);
+    expect(sampleValue(families, 'g', { a: '3' })).toBe(-Infinity);
+  });
+
   it.each([
     ['a sample without TYPE', 'foo 1\n'],
     ['a bad metric name', '# TYPE 1foo counter\n1foo 1\n'],
