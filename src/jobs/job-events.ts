@@ -60,15 +60,6 @@ export class JobEvents {
     const entries = await this.redis.xrange(this.key(jobId), start, '+', 'COUNT', opts.limit);
     return entries.map(([id, fields]) => toEvent(id, fields));
   }
-
-  /**
-   * Waits up to `blockMs` for events after `after` on a connection of its own (a blocking read
-   * holds the connection), oldest first; [] on timeout.
-   */
-  static async waitFor(conn: Redis, key: string, after: string, blockMs: number, limit = 100): Promise<JobEvent[]> {
-    const res = (await conn.xread('COUNT', limit, 'BLOCK', blockMs, 'STREAMS', key, after)) as [string, [string, string[]][]][] | null;
-    return res ? res[0][1].map(([id, fields]) => toEvent(id, fields)) : [];
-  }
 }
 
 /** A stream entry as a JobEvent (also used by the API's event hub). */

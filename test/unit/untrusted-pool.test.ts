@@ -37,6 +37,18 @@ describe('UntrustedPool', () => {
     }
   });
 
+  it('a task with a limit of its own (upload checks) is stopped past it, and the error names that limit', async () => {
+    const { pool } = makePool({ taskTimeoutMs: 30_000 });
+    const run = pool.run as (n: string, i: unknown, o: { timeoutMs: number; limitName: string }) => Promise<unknown>;
+    try {
+      const err = (await run.call(pool, 'spin', { ms: 60_000 }, { timeoutMs: 300, limitName: 'UPLOAD_CHECK_TIMEOUT_MS' }).catch((e) => e)) as GraftError;
+      expect(err).toMatchObject({ code: 'time_limit_exceeded', statusCode: 422, details: { limit: 'UPLOAD_CHECK_TIMEOUT_MS', max: 300 } });
+      expect(err.message).toContain('UPLOAD_CHECK_TIMEOUT_MS');
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('kills a task over its heap limit with a 422 naming the limit, and replaces the thread', async () => {
     const { pool, run } = makePool({ maxHeapMb: 48, taskTimeoutMs: 30_000 });
     try {

@@ -1,4 +1,5 @@
 import type { LayerSummary, WeightShape } from './manifest';
+import { modelConfig, topologyLayers } from '../../spec/keras-topology';
 import { allWeightSpecs, type ModelJson } from './parse';
 
 /**
@@ -15,29 +16,20 @@ const INPUT_LAYER_CLASS = 'InputLayer';
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-interface TopologyLayer {
+interface TableLayer {
   name: string;
   className: string;
   trainable: boolean;
   config: Json;
 }
 
-/** Keras-converted models wrap the model in `model_config`; tfjs's loader unwraps it the same way. */
-function modelConfig(topology: Json): Json {
-  return isObject(topology.model_config) ? topology.model_config : topology;
-}
-
-/** Top-level layers of a Sequential (`config.layers`, or `config` as a list in old Keras) or Functional model. */
-function topologyLayers(topology: Json): TopologyLayer[] {
-  const config = modelConfig(topology).config;
-  const list = Array.isArray(config) ? config : isObject(config) && Array.isArray(config.layers) ? config.layers : [];
-  return list.filter(isObject).flatMap((layer) => {
-    const cfg = isObject(layer.config) ? layer.config : {};
-    const name = typeof cfg.name === 'string' ? cfg.name : typeof layer.name === 'string' ? layer.name : null;
-    if (name === null) return [];
-    const className = typeof layer.class_name === 'string' ? layer.class_name : UNKNOWN_CLASS;
+/** Named top-level layers, read by the one Keras-topology reader (src/spec/keras-topology.ts). */
+function tableLayers(topology: Json): TableLayer[] {
+  return (topologyLayers(topology) ?? []).flatMap((layer) => {
+    if (layer.name === null) return [];
+    const className = layer.className ?? UNKNOWN_CLASS;
     // Configs omit `trainable` when true; InputLayers omit it but are never trainable.
-    return [{ name, className, trainable: cfg.trainable !== false && className !== INPUT_LAYER_CLASS, config: cfg }];
+    return [{ name: layer.name, className, trainable: layer.config.trainable !== false && className !== INPUT_LAYER_CLASS, config: layer.config }];
   });
 }
 
@@ -62,7 +54,7 @@ export const paramsOf = (weights: WeightShape[]): number => weights.reduce((sum,
  * grouped by their `<layer>/` prefix. Output shapes would need the model built, so they are null.
  */
 export function deriveLayers(model: ModelJson): LayerSummary[] {
-  const layers = topologyLayers(model.modelTopology);
+  const layers = tableLayers(model.modelTopology);
   const owner = new Map<string, number>();
   layers.forEach((layer, i) => {
     const names = new Set([layer.name]);
@@ -96,7 +88,7 @@ export function deriveLayers(model: ModelJson): LayerSummary[] {
 /** Shape of one input sample from the topology's (first) input layer; null when not fully known. */
 export function deriveInputShape(model: ModelJson): number[] | null {
   const topology = modelConfig(model.modelTopology);
-  const layers = topologyLayers(topology);
+  const layers = tableLayers(topology);
   const inputLayers = isObject(topology.config) ? topology.config.input_layers : undefined;
   const firstInput = Array.isArray(inputLayers) && Array.isArray(inputLayers[0]) ? inputLayers[0][0] : undefined;
   const layer = layers.find((l) => l.name === firstInput) ?? layers[0];
