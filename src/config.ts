@@ -11,6 +11,10 @@ import { BACKEND_PREFERENCES } from './spec/backends';
 export const ConfigSchema = Type.Object({
   PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 3000, description: 'HTTP port of the API.' }),
   HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Interface the API binds (0.0.0.0 in containers).' }),
+  GRAFT_AUTH: Type.Enum(['required', 'off'], {
+    default: 'required',
+    description: 'required: every /v1 request needs Authorization: Bearer <API key>; off (only when HOST is a loopback address): every caller is the admin of the default tenant.',
+  }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis connection URL (redis:// or rediss://).' })),
   DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'The volume: datasets/ and checkpoints/ live here.' }),
   GRAFT_BACKEND: Type.Enum([...BACKEND_PREFERENCES], {

@@ -9,6 +9,8 @@ import { JobStore } from '../jobs/job-store';
 import { UploadReservations } from '../jobs/upload-reservations';
 import { createRedis } from '../redis';
 import { EventHub } from './event-hub';
+import type { AuditSink } from '../auth/audit';
+import { OpenAuthenticator, type Authenticator } from '../auth/principal';
 import type { DatasetInfo, PreflightStorage, SourceInfo } from '../spec/preflight';
 import { CheckpointCatalog } from '../storage/checkpoints';
 import { DatasetCatalog, datasetLimits } from '../storage/datasets';
@@ -33,6 +35,10 @@ export interface AppDeps {
   checkpoints: CheckpointCatalog;
   datasets: DatasetCatalog;
   health: { redis(): Promise<void>; volume(): Promise<void> };
+  /** Who is calling (auth/principal.ts): API keys, or everyone the default admin when GRAFT_AUTH=off. */
+  auth: Authenticator;
+  /** Who created, cancelled, deleted or published what. */
+  audit: AuditSink;
   /** Prometheus metrics served at GET /metrics; pools report their saturation through `metrics.register`. */
   metrics: ApiMetrics;
 }
@@ -106,6 +112,9 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       checkpoints,
       datasets,
       metrics,
+      // TODO(issue 11): the key store and the Redis audit log replace these two.
+      auth: authenticatorFor(config),
+      audit: { record: async () => undefined },
       health: {
         redis: async () => {
           const pong = await redis.ping();
@@ -128,6 +137,11 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       return closing;
     },
   };
+}
+
+function authenticatorFor(config: Pick<Config, 'GRAFT_AUTH'>): Authenticator {
+  if (config.GRAFT_AUTH === 'off') return new OpenAuthenticator();
+  throw new Error('GRAFT_AUTH=required: the API key store is not built yet (issue 11)');
 }
 
 /** Name of the event hub's Redis connection (CLIENT LIST shows one per API process). */

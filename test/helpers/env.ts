@@ -36,6 +36,9 @@ export async function makeTestEnv(overrides: Record<string, string> = {}): Promi
     QUEUE_NAME: queueName,
     LOG_LEVEL: 'warn',
     GRAFT_BACKEND: 'auto',
+    // Tests that are not about access control act as the default tenant's admin (HOST is loopback);
+    // test/api/auth*.test.ts and the tenant matrix turn authentication on.
+    GRAFT_AUTH: 'off',
     // Load shedding off by default: a jest process is not an API process (it loads TensorFlow.js,
     // builds networks on its loop, accumulates test modules), so its delay and memory say nothing.
     // test/api/budgets.test.ts turns it on.

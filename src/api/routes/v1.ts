@@ -12,6 +12,11 @@ import { uploadRoutes } from './uploads';
  * the health and documentation routes stay outside it.
  */
 export const v1Routes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLimits }> = async (app, { deps, limits }) => {
+  // Who is calling, before any body is read: a request without a valid key costs no parsing.
+  app.decorateRequest('principal', null as never);
+  app.addHook('onRequest', async (request) => {
+    request.principal = await deps.auth.authenticate(request.headers);
+  });
   await app.register(jobRoutes, { deps, limits });
   await app.register(checkpointRoutes, { deps });
   await app.register(datasetRoutes, { deps });
