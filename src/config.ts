@@ -15,6 +15,10 @@ export const ConfigSchema = Type.Object({
     default: 'required',
     description: 'required: every /v1 request needs Authorization: Bearer <API key>; off (only when HOST is a loopback address): every caller is the admin of the default tenant.',
   }),
+  GRAFT_ADMIN_KEY: Type.Optional(Type.String({ minLength: 32, description: 'An admin API key of the default tenant, accepted without a Redis lookup (bootstrap; prefer GRAFT_ADMIN_KEY_FILE).' })),
+  GRAFT_ADMIN_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'A file whose content is the bootstrap admin key. Neither set and GRAFT_AUTH=required: the API creates DATA_DIR/.secrets/admin.key (mode 0600) once.' })),
+  AUTH_CACHE_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000, description: 'How long an API process remembers a key lookup; revocations also reach every process at once over Redis pub/sub.' }),
+  RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 0, default: 1200, description: 'Requests one API key (or, without a key, one IP) may make to /v1 per minute across all API processes; more get 429 rate_limited. 0 disables.' }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis connection URL (redis:// or rediss://).' })),
   DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'The volume: datasets/ and checkpoints/ live here.' }),
   GRAFT_BACKEND: Type.Enum([...BACKEND_PREFERENCES], {
@@ -82,9 +86,9 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     const v = env[key];
     if (v !== undefined && v !== '') data[key] = v;
   }
+  let cfg: Config;
   try {
-    const cfg = envSchema<Config>({ schema: ConfigSchema as object, data, env: false, dotenv: false });
-    return Object.freeze({ ...cfg });
+    cfg = envSchema<Config>({ schema: ConfigSchema as object, data, env: false, dotenv: false });
   } catch (err) {
     const ajvErrors = (err as { errors?: { instancePath: string; message?: string; params?: Record<string, unknown> }[] }).errors;
     if (ajvErrors?.length) {
@@ -97,6 +101,22 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     }
     throw new ConfigError(`Invalid configuration: ${(err as Error).message}`);
   }
+  // An open API is only acceptable where nobody else can reach it.
+  if (cfg.GRAFT_AUTH === 'off' && !isLoopbackHost(cfg.HOST)) {
+    throw new ConfigError(`Invalid configuration: GRAFT_AUTH=off is allowed only when HOST is a loopback address (127.0.0.0/8, ::1, localhost); got HOST=${JSON.stringify(cfg.HOST)}. Set GRAFT_AUTH=required or bind HOST to 127.0.0.1.`);
+  }
+  if (cfg.GRAFT_ADMIN_KEY !== undefined && cfg.GRAFT_ADMIN_KEY_FILE !== undefined) {
+    throw new ConfigError('Invalid configuration: set GRAFT_ADMIN_KEY or GRAFT_ADMIN_KEY_FILE, not both.');
+  }
+  return Object.freeze({ ...cfg });
+}
+
+/** 127.0.0.0/8, ::1 (and its IPv4-mapped forms) or localhost: addresses only this machine reaches. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, '');
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  const v4 = h.replace(/^::ffff:/, '');
+  return /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(v4) && v4.split('.').every((o) => Number(o) <= 255);
 }
 
 /** Every variable at its default: the one source of the defaults that library code falls back to. */

@@ -62,6 +62,23 @@ export class ConflictError extends GraftError {
   }
 }
 
+/**
+ * No usable API key: missing, malformed, unknown or revoked (issue 11). The message never echoes
+ * the key; the route answers with `WWW-Authenticate: Bearer` (RFC 6750).
+ */
+export class UnauthorizedError extends GraftError {
+  constructor(code: string, message: string) {
+    super(code, message, { statusCode: 401 });
+  }
+}
+
+/** The key is valid but its role may not do this (a reader writing, a member acting as admin). */
+export class ForbiddenError extends GraftError {
+  constructor(code: string, message: string, param: string | null = null) {
+    super(code, message, { param, statusCode: 403 });
+  }
+}
+
 /** The service is saturated for now (a pool queue is full); the request may be retried after `retryAfterSeconds`. */
 export class UnavailableError extends GraftError {
   constructor(code: string, message: string, retryAfterSeconds: number) {

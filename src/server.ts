@@ -1,6 +1,6 @@
 import closeWithGrace from 'close-with-grace';
-import pino from 'pino';
 import { buildApp } from './api/app';
+import { createApiLogger } from './auth/redact';
 import { loadConfigOrExit } from './config';
 import { createServices } from './api/services';
 
@@ -9,7 +9,9 @@ async function main(): Promise<void> {
   const config = loadConfigOrExit();
   // One logger for the process: Fastify's (each request logs through a child with its id) and
   // the services' (children of the same instance).
-  const logger = pino({ level: config.LOG_LEVEL, name: 'graft-api' });
+  const logger = createApiLogger(config.LOG_LEVEL);
+  // One loud line: an API without keys is anyone-on-this-machine's admin.
+  if (config.GRAFT_AUTH === 'off') logger.warn(`GRAFT_AUTH=off: authentication is DISABLED, every caller on ${config.HOST} is the admin of the default tenant`);
   const services = await createServices(config, logger.child({ component: 'services' }), { warmPool: true });
   const app = await buildApp({ config, deps: services.deps, logger });
 

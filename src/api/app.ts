@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Config } from '../config';
+import { LOG_REDACT } from '../auth/redact';
 import { GraftError } from '../errors';
 import { toValidationError } from '../spec/validation';
 import { makeValidatorCompiler } from './validator-compiler';
@@ -31,6 +32,7 @@ export type AppConfig = Pick<
   | 'KEEP_ALIVE_TIMEOUT_MS'
   | 'JOB_SPEC_MAX_BYTES'
   | 'SSE_MAX_STREAMS'
+  | 'RATE_LIMIT_PER_MINUTE'
 >;
 
 /** Budgets the routes enforce, resolved once from the config. */
@@ -41,6 +43,8 @@ export interface ApiLimits {
   sseMaxStreams: number;
   /** Retry-After of a 429 or 503. */
   retryAfterSeconds: number;
+  /** Requests per key (or IP) per minute to /v1, across processes; 0 = unlimited. */
+  rateLimitPerMinute: number;
 }
 
 export interface BuildAppOptions {
@@ -60,7 +64,7 @@ export interface BuildAppOptions {
 export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> {
   const { config } = opts;
   const app = Fastify({
-    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: opts.logger === false ? false : { level: config.LOG_LEVEL } }),
+    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: opts.logger === false ? false : { level: config.LOG_LEVEL, redact: LOG_REDACT } }),
     bodyLimit: config.BODY_LIMIT_BYTES,
     // Slow or idle clients cannot hold a connection for ever (slowloris); see README "Configuration".
     requestTimeout: config.REQUEST_TIMEOUT_MS,
@@ -100,6 +104,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
         { name: 'jobs', description: 'Submit and monitor training jobs' },
         { name: 'checkpoints', description: 'Models on the volume' },
         { name: 'datasets', description: 'Datasets on the volume' },
+        { name: 'keys', description: 'API keys and the audit log' },
         { name: 'health', description: 'Liveness and readiness' },
       ],
     },
@@ -132,7 +137,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   await registerDashboard(app);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, { deps: opts.deps });
-  const limits: ApiLimits = { jobSpecMaxBytes: config.JOB_SPEC_MAX_BYTES, sseMaxStreams: config.SSE_MAX_STREAMS, retryAfterSeconds: config.PRESSURE_RETRY_AFTER_SECONDS };
+  const limits: ApiLimits = { jobSpecMaxBytes: config.JOB_SPEC_MAX_BYTES, sseMaxStreams: config.SSE_MAX_STREAMS, retryAfterSeconds: config.PRESSURE_RETRY_AFTER_SECONDS, rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE };
   await app.register(v1Routes, { deps: opts.deps, limits, prefix: '/v1' });
   return app;
 }

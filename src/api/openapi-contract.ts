@@ -7,7 +7,8 @@
  * - the big shared schemas (the job spec, the job, the error, ...) are `$ref` components instead of
  *   being inlined in every route: each is taken once from the route that defines it and every
  *   identical copy is replaced by a reference;
- * - servers, security (there is no authentication yet: every operation says so with `security: []`),
+ * - servers, security (every /v1 operation needs the bearer API key, `bearerAuth`; health, docs and
+ *   the document itself say `security: []`),
  *   a licence, and a 4XX answer on operations that declare none (any request can get graft's
  *   error shape, e.g. 404 route_not_found or 415).
  *
@@ -38,7 +39,14 @@ export const OPERATION_IDS: Record<string, string> = {
   'POST /v1/datasets': 'uploadDataset',
   'GET /v1/datasets/{name}': 'getDataset',
   'DELETE /v1/datasets/{name}': 'deleteDataset',
+  'POST /v1/keys': 'createApiKey',
+  'GET /v1/keys': 'listApiKeys',
+  'DELETE /v1/keys/{id}': 'revokeApiKey',
+  'GET /v1/audit': 'listAuditEntries',
 };
+
+/** The security scheme every /v1 operation requires (issue 11). */
+export const BEARER_SCHEME = 'bearerAuth';
 
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
 
@@ -120,13 +128,20 @@ export function contractDocument(doc: JsonObject): JsonObject {
       const op = item[method];
       if (!isObject(op)) continue;
       op.operationId = operationIdFor(method, path);
-      op.security = [];
+      op.security = path.startsWith('/v1/') ? [{ [BEARER_SCHEME]: [] }] : [];
       const responses = (isObject(op.responses) ? op.responses : (op.responses = {})) as JsonObject;
       if (!Object.keys(responses).some((code) => code.startsWith('4'))) {
         responses['4XX'] = { description: 'The request cannot be served as sent (e.g. 404 route_not_found, 415 unsupported_media_type).', content: { 'application/json': { schema: errorRef } } };
       }
     }
   }
+  components.securitySchemes = {
+    [BEARER_SCHEME]: {
+      type: 'http',
+      scheme: 'bearer',
+      description: 'An API key (gk_...) as `Authorization: Bearer <key>`. Admins create keys with POST /v1/keys; the first admin key is GRAFT_ADMIN_KEY(_FILE) or DATA_DIR/.secrets/admin.key.',
+    },
+  };
   out.servers = [{ url: '/', description: 'The graft service that serves this document (npm start: http://127.0.0.1:3000).' }];
   const info = (isObject(out.info) ? out.info : (out.info = {})) as JsonObject;
   info.license = { name: 'Apache-2.0', identifier: 'Apache-2.0' };

@@ -9,8 +9,14 @@ import { JobStore } from '../jobs/job-store';
 import { UploadReservations } from '../jobs/upload-reservations';
 import { createRedis } from '../redis';
 import { EventHub } from './event-hub';
-import type { AuditSink } from '../auth/audit';
+import type { Redis } from 'ioredis';
+import type { AuditLog } from '../auth/audit';
+import { resolveAdminKey } from '../auth/admin-key';
+import { KeyAuthenticator } from '../auth/key-authenticator';
+import { KeyStore } from '../auth/key-store';
 import { OpenAuthenticator, type Authenticator } from '../auth/principal';
+import { RedisAuditLog } from '../auth/redis-audit-log';
+import { JobKeys } from '../jobs/keys';
 import type { DatasetInfo, PreflightStorage, SourceInfo } from '../spec/preflight';
 import { CheckpointCatalog } from '../storage/checkpoints';
 import { DatasetCatalog, datasetLimits } from '../storage/datasets';
@@ -37,8 +43,12 @@ export interface AppDeps {
   health: { redis(): Promise<void>; volume(): Promise<void> };
   /** Who is calling (auth/principal.ts): API keys, or everyone the default admin when GRAFT_AUTH=off. */
   auth: Authenticator;
-  /** Who created, cancelled, deleted or published what. */
-  audit: AuditSink;
+  /** Who created, cancelled, deleted or published what (record), read by GET /v1/audit (list). */
+  audit: AuditLog;
+  /** API keys (POST/GET/DELETE /v1/keys). */
+  keys: KeyStore;
+  /** Where @fastify/rate-limit counts requests: graft's shared connection, under the queue's namespace. */
+  rateLimitStore: { redis: Redis; nameSpace: string };
   /** Prometheus metrics served at GET /metrics; pools report their saturation through `metrics.register`. */
   metrics: ApiMetrics;
 }
@@ -98,6 +108,10 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
     planner: poolPlanner(pool, new PlanCache(layout), config),
   });
 
+  const keyNames = new JobKeys(config.QUEUE_NAME);
+  const keys = new KeyStore(redis, keyNames);
+  const auth = await authenticatorFor(config, keys, keyNames, logger);
+
   let closing: Promise<void> | null = null;
   return {
     layout,
@@ -112,9 +126,10 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       checkpoints,
       datasets,
       metrics,
-      // TODO(issue 11): the key store and the Redis audit log replace these two.
-      auth: authenticatorFor(config),
-      audit: { record: async () => undefined },
+      auth,
+      audit: new RedisAuditLog(redis, keyNames, config.JOB_RETENTION_SECONDS),
+      keys,
+      rateLimitStore: { redis, nameSpace: keyNames.rateLimitPrefix },
       health: {
         redis: async () => {
           const pong = await redis.ping();
@@ -130,6 +145,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
     close() {
       closing ??= (async () => {
         await events.close();
+        await auth.close?.();
         await Promise.all([queue.close(), pool.close()]);
         const conn = queue.queue.opts.connection as { quit?: () => Promise<unknown> } | undefined;
         await Promise.allSettled([redis.quit(), conn?.quit?.()]);
@@ -139,9 +155,21 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
   };
 }
 
-function authenticatorFor(config: Pick<Config, 'GRAFT_AUTH'>): Authenticator {
+/** API keys (GRAFT_AUTH=required), listening for revocations before the first request; or everyone the default admin. */
+async function authenticatorFor(config: Readonly<Config>, store: KeyStore, keyNames: JobKeys, logger: Logger): Promise<Authenticator> {
   if (config.GRAFT_AUTH === 'off') return new OpenAuthenticator();
-  throw new Error('GRAFT_AUTH=required: the API key store is not built yet (issue 11)');
+  const admin = await resolveAdminKey(config, logger);
+  // Only where the key came from, never the key.
+  logger.info({ source: admin?.source, file: admin?.file }, 'bootstrap admin key loaded');
+  const auth = new KeyAuthenticator({
+    store,
+    subscriber: createRedis(config.REDIS_URL, { connectionName: `graft-${config.QUEUE_NAME}-revocations` }),
+    revocationChannel: keyNames.apiKeyRevocations,
+    cacheMs: config.AUTH_CACHE_MS,
+    adminKeyHash: admin?.hash ?? null,
+  });
+  await auth.start();
+  return auth;
 }
 
 /** Name of the event hub's Redis connection (CLIENT LIST shows one per API process). */

@@ -15,3 +15,24 @@ export interface AuditEntry {
 export interface AuditSink {
   record(entry: AuditEntry): Promise<void>;
 }
+
+/** An audit entry as read back: its stream id (the paging cursor) and time. */
+export interface StoredAuditEntry extends AuditEntry {
+  id: string;
+  at: string;
+  details: Record<string, unknown>;
+}
+
+export interface AuditQuery {
+  /** Entries after this id (exclusive), oldest first. */
+  after?: string;
+  limit: number;
+  /** The actor's or the target's tenant. */
+  tenant?: string;
+  action?: string;
+}
+
+/** The audit log as the API holds it: written by routes and services, read by GET /v1/audit. */
+export interface AuditLog extends AuditSink {
+  list(q: AuditQuery): Promise<{ entries: StoredAuditEntry[]; next: string | null }>;
+}

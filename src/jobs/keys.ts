@@ -17,6 +17,12 @@ import { JOB_STATUSES, type JobStatus } from './types';
  *   graft:<q>:events:<id>       stream: the job's journal; expires with the record
  *   graft:<q>:expiries          zset: finished job ids by the time (ms) their record expires
  *   graft:<q>:idempotency:<h>   an Idempotency-Key and the job it created
+ *   graft:<q>:apikey:<id>       hash: an API key's record (sha256 of the secret, tenant, role, name, dates)
+ *   graft:<q>:apikeys           zset: every API key id by creation time (ms)
+ *   graft:<q>:apikeys:by-hash   hash: sha256 of an active key's secret → its id (revoking removes the field)
+ *   graft:<q>:apikeys:revoked   pub/sub channel: hashes of revoked keys, so every API process forgets them at once
+ *   graft:<q>:audit             stream: the audit log, trimmed by MINID to JOB_RETENTION_SECONDS
+ *   graft:<q>:ratelimit:<key>   @fastify/rate-limit counters, one per API key (or IP) and window
  */
 export class JobKeys {
   readonly prefix: string;
@@ -73,6 +79,31 @@ export class JobKeys {
 
   idempotency(hash: string): string {
     return `${this.prefix}:idempotency:${hash}`;
+  }
+
+  apiKey(id: string): string {
+    return `${this.prefix}:apikey:${id}`;
+  }
+
+  get apiKeys(): string {
+    return `${this.prefix}:apikeys`;
+  }
+
+  get apiKeysByHash(): string {
+    return `${this.prefix}:apikeys:by-hash`;
+  }
+
+  get apiKeyRevocations(): string {
+    return `${this.prefix}:apikeys:revoked`;
+  }
+
+  get audit(): string {
+    return `${this.prefix}:audit`;
+  }
+
+  /** Prefix of the rate-limit counters (the plugin appends the key id or IP). */
+  get rateLimitPrefix(): string {
+    return `${this.prefix}:ratelimit:`;
   }
 
   /** BullMQ's hash for the job (exists while BullMQ keeps the job). */

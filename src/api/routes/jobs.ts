@@ -77,6 +77,8 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
   app.post(
     '/plans',
     {
+      // A dry run changes nothing: readers may plan.
+      config: { access: 'read' },
       bodyLimit: limits.jobSpecMaxBytes,
       schema: {
         tags: ['jobs'],
