@@ -16,7 +16,7 @@ export const ConfigSchema = Type.Object({
     description: 'required: every /v1 request needs Authorization: Bearer <API key>; off (only when HOST is a loopback address): every caller is the admin of the default tenant.',
   }),
   GRAFT_ADMIN_KEY: Type.Optional(Type.String({ minLength: 32, description: 'An admin API key of the default tenant, accepted without a Redis lookup (bootstrap; prefer GRAFT_ADMIN_KEY_FILE).' })),
-  GRAFT_ADMIN_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'A file whose content is the bootstrap admin key. Neither set and GRAFT_AUTH=required: the API creates DATA_DIR/.secrets/admin.key (mode 0600) once.' })),
+  GRAFT_ADMIN_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'A file whose content is the bootstrap admin key (default DATA_DIR/.secrets/admin.key); when missing, the API creates it once (mode 0600) with a new key.' })),
   AUTH_CACHE_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000, description: 'How long an API process remembers a key lookup; revocations also reach every process at once over Redis pub/sub.' }),
   RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 0, default: 1200, description: 'Requests one API key (or, without a key, one IP) may make to /v1 per minute across all API processes; more get 429 rate_limited. 0 disables.' }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis connection URL (redis:// or rediss://).' })),

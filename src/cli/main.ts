@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
+import { adminKeyPath } from '../auth/admin-key';
 import { ApiError, GraftApi, type JobSpec, type JobStatus } from './api';
 import { eventLine, jobDetails, jobsTable, planTable } from './format';
 import { watchJob } from './watch';
 
 /**
- * `graft`: the command line for a graft service at GRAFT_URL (key in GRAFT_KEY once tenants
- * exist). Exit codes: 0 success; 1 the API refused or could not be reached (its message is
+ * `graft`: the command line for a graft service at GRAFT_URL, with the API key of --key or
+ * GRAFT_KEY (else the local bootstrap admin key, see localAdminKey). Exit codes: 0 success; 1 the API refused or could not be reached (its message is
  * printed, not a stack); 2 a watched job failed; 3 a watched job was cancelled; 64 bad usage.
  */
 export const EXIT = { ok: 0, api: 1, jobFailed: 2, jobCancelled: 3, usage: 64 } as const;
@@ -37,6 +38,18 @@ async function readStdin(): Promise<string> {
   return text;
 }
 
+/**
+ * Single-machine convenience: with no --key / GRAFT_KEY, the admin key `npm start` created in
+ * DATA_DIR/.secrets/admin.key, when this user can read it (on a shared host it cannot: mode 0600).
+ */
+function localAdminKey(): string | undefined {
+  try {
+    return readFileSync(adminKeyPath(process.env.DATA_DIR || './data'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function buildProgram(): Command {
   const program = new Command('graft')
     .description('Drive a graft service: submit and watch transfer-learning jobs, move datasets and checkpoints.')
@@ -48,7 +61,7 @@ export function buildProgram(): Command {
 
   const ctx = () => {
     const opts = program.opts<GlobalOptions>();
-    return { api: new GraftApi(opts.url, opts.key), json: Boolean(opts.json) };
+    return { api: new GraftApi(opts.url, opts.key ?? localAdminKey()), json: Boolean(opts.json) };
   };
   const print = (json: boolean, value: unknown, text: () => string) => process.stdout.write((json ? JSON.stringify(value, null, 2) : text()) + '\n');
 

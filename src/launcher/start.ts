@@ -15,6 +15,7 @@ import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { adminKeyPath } from '../auth/admin-key';
 import { loadConfig, type Config } from '../config';
 
 const SERVER = path.join(__dirname, '..', 'server.js'); // dist/src/server.js (this file: dist/src/launcher/start.js)
@@ -176,6 +177,15 @@ async function announce(cfg: Readonly<Config>): Promise<void> {
   if (stopping) return;
   if (Date.now() >= deadline) log(`the API has not answered ${base}/healthz within ${READY_MS / 1000} s`);
   process.stdout.write(`graft is running: API ${base}  docs ${base}/docs  (Ctrl-C to stop)\n`);
+  process.stdout.write(authLine(cfg) + '\n');
+}
+
+/** Where the admin key is (never the key), or the one loud line of an open API. */
+function authLine(cfg: Readonly<Config>): string {
+  if (cfg.GRAFT_AUTH === 'off') return `WARNING: GRAFT_AUTH=off: authentication is DISABLED; anyone who can reach ${cfg.HOST}:${cfg.PORT} is admin`;
+  if (cfg.GRAFT_ADMIN_KEY) return 'admin API key: the value of GRAFT_ADMIN_KEY (send it as Authorization: Bearer <key>)';
+  const file = path.resolve(cfg.GRAFT_ADMIN_KEY_FILE ?? adminKeyPath(cfg.DATA_DIR));
+  return `admin API key: in ${file} (the graft CLI reads it; paste it in the dashboard; create more with POST /v1/keys)`;
 }
 
 async function main(): Promise<void> {

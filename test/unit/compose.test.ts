@@ -146,6 +146,21 @@ describe('docker-compose.yml', () => {
     expect(argv((services.api.healthcheck as { test?: unknown }).test).join(' ')).toContain(`:${cfg.PORT}/healthz`);
   });
 
+  test('api requires API keys, keeps its admin key on the volume and publishes its port on 127.0.0.1 only', () => {
+    const cfg = loadConfig(envOf('api'));
+    expect(cfg.GRAFT_AUTH).toBe('required');
+    const volume = volumesOf('api').find((v) => v.target === '/data');
+    expect(cfg.GRAFT_ADMIN_KEY_FILE).toMatch(/^\/data\/|^\/run\/secrets\//);
+    expect(volume).toBeDefined();
+    expect(envOf('api').GRAFT_ADMIN_KEY).toBeUndefined(); // never a secret in the compose file
+    for (const name of Object.keys(services)) {
+      for (const p of (services[name].ports ?? []) as unknown[]) {
+        const hostIp = typeof p === 'object' && p ? String((p as { host_ip?: unknown }).host_ip) : String(p).split(':').length === 3 ? String(p).split(':')[0] : '';
+        expect(`${name}: ${hostIp}`).toBe(`${name}: 127.0.0.1`);
+      }
+    }
+  });
+
   test('api healthcheck would catch a stuck API: a node one-liner on /healthz whose own timeout fires first', () => {
     const health = services.api.healthcheck as { test?: unknown; interval?: string; timeout?: string; retries?: number };
     const [kind, ...command] = argv(health.test);

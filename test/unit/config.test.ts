@@ -38,6 +38,22 @@ describe('config', () => {
     }
   });
 
+  it.each(['0.0.0.0', '::', '192.168.1.10', 'example.com', '128.0.0.1'])('refuses GRAFT_AUTH=off on the non-loopback HOST %s, naming GRAFT_AUTH and HOST', (host) => {
+    expect(() => loadConfig({ GRAFT_AUTH: 'off', HOST: host })).toThrow(ConfigError);
+    expect(() => loadConfig({ GRAFT_AUTH: 'off', HOST: host })).toThrow(/GRAFT_AUTH.*HOST/);
+  });
+
+  it.each(['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost', 'LOCALHOST', '::ffff:127.0.0.1'])('allows GRAFT_AUTH=off on the loopback HOST %s', (host) => {
+    expect(loadConfig({ GRAFT_AUTH: 'off', HOST: host }).GRAFT_AUTH).toBe('off');
+  });
+
+  it('requires API keys by default, on any HOST', () => {
+    expect(loadConfig({}).GRAFT_AUTH).toBe('required');
+    expect(loadConfig({ HOST: '0.0.0.0' }).GRAFT_AUTH).toBe('required');
+    expect(() => loadConfig({ GRAFT_ADMIN_KEY: 'x'.repeat(40), GRAFT_ADMIN_KEY_FILE: '/k' })).toThrow(/GRAFT_ADMIN_KEY/);
+    expect(() => loadConfig({ GRAFT_ADMIN_KEY: 'short' })).toThrow(/GRAFT_ADMIN_KEY/);
+  });
+
   it('exposes the required environment names', () => {
     for (const key of ['PORT', 'HOST', 'REDIS_URL', 'DATA_DIR', 'GRAFT_BACKEND', 'LOG_LEVEL', 'WORKER_CONCURRENCY']) expect(CONFIG_KEYS).toContain(key);
   });
