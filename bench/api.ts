@@ -136,7 +136,9 @@ async function main(): Promise<void> {
   const [graftPort, barePort] = [await freePort(), await freePort()];
   const logLevel = process.env.LOG_LEVEL ?? 'info';
   await prepareVolume(dataDir);
-  const graft = start('src/server.js', { PORT: String(graftPort), HOST: '127.0.0.1', DATA_DIR: dataDir, REDIS_URL, QUEUE_NAME: graftQueue, LOG_LEVEL: logLevel });
+  // Keys and rate limits off: this compares request handling with the bare server (bench:auth
+  // measures the cost of key checking), and 20 connections go far past any per-key budget.
+  const graft = start('src/server.js', { PORT: String(graftPort), HOST: '127.0.0.1', DATA_DIR: dataDir, REDIS_URL, QUEUE_NAME: graftQueue, LOG_LEVEL: logLevel, GRAFT_AUTH: 'off', RATE_LIMIT_PER_MINUTE: '0' });
   const bare = start('bench/bare-server.js', { PORT: String(barePort), REDIS_URL, QUEUE_NAME: bareQueue, RECORD_PREFIX: `graft:${graftQueue}:job:`, LOG_LEVEL: logLevel });
   const rows: Row[] = [];
   try {

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { adminKeyPath } from '../src/auth/admin-key';
 import { DataLayout } from '../src/storage/layout';
 import { writeMnistIdx } from './mnist-idx';
 
@@ -9,11 +11,21 @@ import { writeMnistIdx } from './mnist-idx';
  *   2. pretrains a convolutional autoencoder on the training digits without their labels,
  *   3. restores its encoder convs into a new classifier, freezes them, trains a new head,
  *   4. prints the test accuracy on the 2,000 held-out digits.
- * GRAFT_URL (default http://127.0.0.1:3000) and DATA_DIR (default ./data, the service's volume).
+ * GRAFT_URL (default http://127.0.0.1:3000) and DATA_DIR (default ./data, the service's volume);
+ * the API key is GRAFT_KEY, else the admin key `npm start` keeps in DATA_DIR/.secrets/admin.key.
  */
 const GRAFT_URL = (process.env.GRAFT_URL ?? 'http://127.0.0.1:3000').replace(/\/$/, '');
 const DATA_DIR = process.env.DATA_DIR ?? './data';
 const DATASET = 'mnist';
+const GRAFT_KEY = process.env.GRAFT_KEY ?? readKey(adminKeyPath(DATA_DIR));
+
+function readKey(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
 const POLL_MS = 500;
 const TARGET_ACCURACY = 0.95;
 
@@ -32,7 +44,7 @@ interface Job {
 async function api<T>(method: string, route: string, body?: unknown): Promise<T> {
   const res = await fetch(`${GRAFT_URL}${route}`, {
     method,
-    headers: body ? { 'content-type': 'application/json' } : {},
+    headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...(GRAFT_KEY ? { authorization: `Bearer ${GRAFT_KEY}` } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
   const json = (await res.json()) as T & { error?: { code: string; message: string; param: string | null } };
