@@ -6,7 +6,11 @@ import { OPERATION_IDS } from '../../src/api/openapi-contract';
 import { REPO_ROOT } from '../helpers/env';
 
 type Operation = { operationId?: string; security?: unknown[]; responses: Record<string, unknown>; requestBody?: { content: Record<string, { schema: { $ref?: string } }> } };
-type Doc = { paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, { properties?: Record<string, { $ref?: string }> }> }; servers: unknown[] };
+type Doc = {
+  paths: Record<string, Record<string, Operation>>;
+  components: { schemas: Record<string, { properties?: Record<string, { $ref?: string }> }>; securitySchemes?: Record<string, { type: string; scheme?: string }> };
+  servers: unknown[];
+};
 
 /** The OpenAPI document as a client contract: stable operation ids, shared components, lint clean. */
 describe('OpenAPI contract', () => {
@@ -23,10 +27,11 @@ describe('OpenAPI contract', () => {
     expect(new Set(ops.map((o) => o.op.operationId)).size).toBe(ops.length);
   });
 
-  it('declares servers, security and a 4xx answer on every operation', () => {
+  it('declares servers, security (a bearer key on every /v1 operation, none on health) and a 4xx answer on every operation', () => {
     expect(doc.servers.length).toBeGreaterThan(0);
+    expect(doc.components.securitySchemes).toEqual({ bearerAuth: expect.objectContaining({ type: 'http', scheme: 'bearer' }) });
     for (const { key, op } of operations()) {
-      expect([key, op.security]).toEqual([key, []]);
+      expect([key, op.security]).toEqual([key, key.split(' ')[1].startsWith('/v1/') ? [{ bearerAuth: [] }] : []]);
       expect([key, Object.keys(op.responses).some((c) => c.startsWith('4'))]).toEqual([key, true]);
     }
   });
