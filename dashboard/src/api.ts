@@ -48,7 +48,19 @@ client.use({
     for (const [k, v] of Object.entries(authHeaders())) request.headers.set(k, v);
     return request;
   },
+  // A 401 (no key, or a revoked one) points at the key field until a request gets through.
+  onResponse({ response }) {
+    markKeyField(response.status === 401);
+    return response;
+  },
 });
+
+function markKeyField(needsKey: boolean): void {
+  const field = document.getElementById('key');
+  if (!field) return;
+  if (needsKey) field.setAttribute('data-needs-key', 'true');
+  else field.removeAttribute('data-needs-key');
+}
 
 /** The data of an openapi-fetch result, or an ApiError carrying the API's own message. */
 export function unwrap<T>(r: { data?: T; error?: unknown; response: Response }): T {

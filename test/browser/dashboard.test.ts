@@ -129,3 +129,42 @@ describeWithBrowser('dashboard in a browser', () => {
     expect((await request(url).get(`/v1/jobs/${res.body.id}`)).body.status).toBe('cancelled');
   }, 120_000);
 });
+
+describeWithBrowser('dashboard with API keys (GRAFT_AUTH=required)', () => {
+  const ADMIN_KEY = 'browser-admin-key-0123456789abcdef0123456789';
+  let env: TestEnv;
+  let api: RunningProcess;
+  let url: string;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    env = await makeTestEnv({ GRAFT_AUTH: 'required', GRAFT_ADMIN_KEY: ADMIN_KEY });
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    api = startProcess('api', { ...env.env, PORT: String(port), HOST: '127.0.0.1' });
+    await waitFor(async () => (await request(url).get('/readyz').catch(() => null))?.status === 200, 60_000, `the API to be ready (${api.output()})`);
+    browser = await chromium.launch({ executablePath: executablePath!, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    const code = await api?.stop();
+    await env?.cleanup();
+    expect(code).toBe(0);
+  });
+
+  it('asks for a key on 401, then sends the entered key as a Bearer token and keeps it for the tab', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await page.goto(`${url}/#/jobs`);
+    await page.waitForSelector('#key[data-needs-key]');
+    expect(await page.textContent('#toast')).toContain('API key');
+    await page.fill('#key', ADMIN_KEY);
+    await page.dispatchEvent('#key', 'change');
+    await page.waitForSelector('text=No jobs');
+    expect(await page.getAttribute('#key', 'data-needs-key')).toBeNull();
+    expect(await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem('graft-key'))).toBe(ADMIN_KEY);
+    await page.reload();
+    await page.waitForSelector('text=No jobs');
+    await page.close();
+  }, 60_000);
+});
