@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Redis } from 'ioredis';
-import { UnauthorizedError } from '../errors';
+import { UnauthorizedError, UnavailableError } from '../errors';
 import { API_KEY_PATTERN, hashApiKey, sameHash } from './api-key';
 import type { KeyStore } from './key-store';
 import { DEFAULT_TENANT, type Authenticator, type Principal } from './principal';
@@ -10,6 +10,8 @@ export const BOOTSTRAP_PRINCIPAL: Readonly<Principal> = Object.freeze({ keyId: '
 
 /** Lookups remembered at most; beyond it the oldest go (a flood of distinct keys cannot grow memory). */
 const CACHE_MAX_ENTRIES = 10_000;
+/** Retry-After when the key store is unreachable. */
+const RETRY_AFTER_SECONDS = 5;
 const BEARER = /^Bearer +(\S+) *$/i;
 
 export interface KeyAuthenticatorOptions {
@@ -62,7 +64,12 @@ export class KeyAuthenticator implements Authenticator {
     const cached = this.cache.get(hash);
     if (cached && cached.until > now) return { ...cached.principal };
     // Not the shape of a graft key: no Redis round trip for garbage.
-    const record = API_KEY_PATTERN.test(key) ? await this.opts.store.lookup(hash) : null;
+    const record = API_KEY_PATTERN.test(key)
+      ? await this.opts.store.lookup(hash).catch(() => {
+          // Redis unreachable: not the caller's fault, and not a reason to let it in.
+          throw new UnavailableError('auth_unavailable', 'API keys cannot be checked right now (the key store is unreachable); retry shortly.', RETRY_AFTER_SECONDS);
+        })
+      : null;
     if (!record) {
       this.cache.delete(hash);
       throw new UnauthorizedError('invalid_api_key', 'The API key is not valid (unknown or revoked).');
