@@ -7,6 +7,7 @@ import { JobQueue } from '../jobs/job-queue';
 import { JobService, type Planner } from '../jobs/job-service';
 import { JobStore } from '../jobs/job-store';
 import { UploadReservations } from '../jobs/upload-reservations';
+import { JobLimits } from '../tenants/job-limits';
 import { createRedis } from '../redis';
 import { EventHub } from './event-hub';
 import type { AuditSink } from '../auth/audit';
@@ -96,6 +97,8 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
     idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS },
     layout,
     planner: poolPlanner(pool, new PlanCache(layout), config),
+    limits: new JobLimits(redis, store.keys, { maxActiveJobs: config.TENANT_MAX_ACTIVE_JOBS, maxConcurrentJobs: config.TENANT_MAX_CONCURRENT_JOBS }),
+    quotaRetryAfterSeconds: config.PRESSURE_RETRY_AFTER_SECONDS,
   });
 
   let closing: Promise<void> | null = null;
