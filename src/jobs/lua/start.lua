@@ -25,7 +25,13 @@ if limit > 0 then
   local running = redis.call('ZCARD', KEYS[TENANT_STATUS_INDEX.running])
   -- A job still `running` from a crashed attempt holds its own slot: it may take it again.
   if redis.call('ZSCORE', KEYS[TENANT_STATUS_INDEX.running], id) then running = running - 1 end
-  if running >= limit then return 'throttled' end
+  if running >= limit then
+    -- Said once per job in its journal (a throttled job is put back and retaken many times).
+    if redis.call('HSETNX', KEYS[K_RECORD], 'throttled', '1') == 1 then
+      append_event('info', 'message', 'Waiting: the tenant already runs ' .. running .. ' job(s), its limit (maxConcurrentJobs); the job starts when one ends.', cjson.encode({ throttled = { running = running, limit = limit } }))
+    end
+    return 'throttled'
+  end
 end
 local tag = tonumber(redis.call('HGET', KEYS[K_RECORD], 'priority'))
 if tag and tag > (tonumber(redis.call('HGET', KEYS[K_FAIR], 'now')) or 0) then redis.call('HSET', KEYS[K_FAIR], 'now', tag) end
