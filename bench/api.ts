@@ -136,7 +136,9 @@ async function main(): Promise<void> {
   const [graftPort, barePort] = [await freePort(), await freePort()];
   const logLevel = process.env.LOG_LEVEL ?? 'info';
   await prepareVolume(dataDir);
-  const graft = start('src/server.js', { PORT: String(graftPort), HOST: '127.0.0.1', DATA_DIR: dataDir, REDIS_URL, QUEUE_NAME: graftQueue, LOG_LEVEL: logLevel });
+  // The bench queues tens of thousands of jobs in one tenant: its job quota would refuse all but
+  // the first TENANT_MAX_ACTIVE_JOBS (the quota's check still runs: 0 = unlimited is read in create.lua).
+  const graft = start('src/server.js', { PORT: String(graftPort), HOST: '127.0.0.1', DATA_DIR: dataDir, REDIS_URL, QUEUE_NAME: graftQueue, LOG_LEVEL: logLevel, TENANT_MAX_ACTIVE_JOBS: '0' });
   const bare = start('bench/bare-server.js', { PORT: String(barePort), REDIS_URL, QUEUE_NAME: bareQueue, RECORD_PREFIX: `graft:${graftQueue}:job:`, LOG_LEVEL: logLevel });
   const rows: Row[] = [];
   try {
