@@ -64,6 +64,9 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
   await layout.ensure();
   const redis = createRedis(config.REDIS_URL);
   const store = new JobStore(redis, config.QUEUE_NAME, config.JOB_RETENTION_SECONDS);
+  // Jobs from before tenants join `default` (once per queue; workers do it too). In the background:
+  // start-up does not wait for Redis, /readyz reports it.
+  store.adoptUntenanted().catch((err: Error) => logger.warn({ err }, 'could not adopt jobs from before tenants; a worker will'));
   const queue = new JobQueue({ queueName: config.QUEUE_NAME, connection: createRedis(config.REDIS_URL, { forWorker: true }), attempts: config.JOB_ATTEMPTS, backoffMs: config.RETRY_BACKOFF_MS });
   const checkpoints = new CheckpointCatalog(layout);
   const datasets = new DatasetCatalog(layout, datasetLimits(config));
