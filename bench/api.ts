@@ -136,9 +136,11 @@ async function main(): Promise<void> {
   const [graftPort, barePort] = [await freePort(), await freePort()];
   const logLevel = process.env.LOG_LEVEL ?? 'info';
   await prepareVolume(dataDir);
-  // Keys and rate limits off: this compares request handling with the bare server (bench:auth
-  // measures the cost of key checking), and 20 connections go far past any per-key budget.
-  const graft = start('src/server.js', { PORT: String(graftPort), HOST: '127.0.0.1', DATA_DIR: dataDir, REDIS_URL, QUEUE_NAME: graftQueue, LOG_LEVEL: logLevel, GRAFT_AUTH: 'off', RATE_LIMIT_PER_MINUTE: '0' });
+  // Keys, rate limits and the job quota off: this compares request handling with the bare server
+  // (bench:auth measures the cost of key checking); 20 connections go far past any per-key budget,
+  // and the bench queues tens of thousands of jobs in one tenant (the quota check still runs in
+  // create.lua: 0 = unlimited is read there).
+  const graft = start('src/server.js', { PORT: String(graftPort), HOST: '127.0.0.1', DATA_DIR: dataDir, REDIS_URL, QUEUE_NAME: graftQueue, LOG_LEVEL: logLevel, GRAFT_AUTH: 'off', RATE_LIMIT_PER_MINUTE: '0', TENANT_MAX_ACTIVE_JOBS: '0' });
   const bare = start('bench/bare-server.js', { PORT: String(barePort), REDIS_URL, QUEUE_NAME: bareQueue, RECORD_PREFIX: `graft:${graftQueue}:job:`, LOG_LEVEL: logLevel });
   const rows: Row[] = [];
   try {

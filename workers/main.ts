@@ -29,6 +29,9 @@ async function main(): Promise<void> {
   const store = new JobStore(redis, config.QUEUE_NAME, config.JOB_RETENTION_SECONDS);
   const queue = new JobQueue({ queueName: config.QUEUE_NAME, connection: redis, attempts: config.JOB_ATTEMPTS, backoffMs: config.RETRY_BACKOFF_MS });
   const reconciler = new Reconciler({ store, queue, layout, logger, maxAttempts: config.JOB_ATTEMPTS, graceSeconds: config.RECONCILE_INTERVAL_SECONDS });
+  // Records from before tenants join the default tenant before anything lists or counts them.
+  const adopted = await store.adoptUntenanted();
+  if (adopted) logger.info({ adopted }, 'jobs from before tenants now belong to the default tenant');
   const sweeper = new RetentionSweeper({ store, layout, logger, tmpGraceSeconds: config.TMP_GRACE_SECONDS });
 
   const worker = new Worker<TrainJobData>(config.QUEUE_NAME, path.join(__dirname, 'processor.js'), {

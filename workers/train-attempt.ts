@@ -1,5 +1,6 @@
 import os from 'node:os';
-import { UnrecoverableError, WaitingError, type SandboxedJob } from 'bullmq';
+import { DelayedError, UnrecoverableError, WaitingError, type SandboxedJob } from 'bullmq';
+import { DEFAULT_TENANT } from '../src/auth/principal';
 import type { Logger } from 'pino';
 import type { Config } from '../src/config';
 import { ConflictError, GraftError } from '../src/errors';
@@ -50,6 +51,7 @@ export class TrainAttempt {
   private readonly id: string;
   private readonly log: Logger;
   private spec!: JobSpec;
+  private tenant = DEFAULT_TENANT;
   private signals!: AttemptSignals;
   private latest: JobProgress | null = null;
   private lastProgressWrite = 0;
@@ -89,12 +91,13 @@ export class TrainAttempt {
     return this.spec?.output?.checkpoint ?? '';
   }
 
-  private end(req: Omit<TransitionRequest, 'guard' | 'output'>) {
-    return this.services.store.transition(this.id, { ...req, guard: { token: this.token }, output: this.output });
+  private end(req: Omit<TransitionRequest, 'guard' | 'output' | 'tenant'>) {
+    return this.services.store.transition(this.id, { ...req, guard: { token: this.token }, output: this.output, tenant: this.tenant });
   }
 
   /** Validates the spec and starts the attempt; a result when there is nothing to train. */
   private async begin(record: Job): Promise<AttemptResult | null> {
+    this.tenant = record.tenant;
     try {
       this.spec = validateSpec(record.spec);
     } catch (err) {
@@ -103,10 +106,13 @@ export class TrainAttempt {
       throw new UnrecoverableError((err as Error).message);
     }
     // The BullMQ worker is this child's parent: name it, so users can tell which process ran the job.
-    const started = await this.services.store.start(this.id, this.output, this.token, `${os.hostname()}:${process.ppid}`);
+    const { store, config } = this.services;
+    const started = await store.start(this.id, this.output, this.tenant, this.token, `${os.hostname()}:${process.ppid}`, { maxConcurrentJobs: config.TENANT_MAX_CONCURRENT_JOBS });
     switch (started) {
       case 'running':
         return null;
+      case 'throttled':
+        return this.putBack();
       case 'missing':
         throw new UnrecoverableError(`job record ${this.id} no longer exists`);
       case 'lost':
@@ -208,6 +214,18 @@ export class TrainAttempt {
       : await this.end({ from: ['running'], to: 'queued', patch: { error } });
     if (!r.ok && r.refused === 'guard') return this.yieldJob('attempt failed, but another attempt owns the job');
     throw err;
+  }
+
+  /**
+   * The tenant already runs as many jobs as it may: back to the queue for TENANT_THROTTLE_DELAY_MS
+   * without spending an attempt (BullMQ checks the token), keeping its priority, hence its place.
+   */
+  private async putBack(): Promise<never> {
+    const delay = this.services.config.TENANT_THROTTLE_DELAY_MS;
+    const moved = await this.services.queue.putBack(this.id, this.token, delay);
+    this.log.debug({ tenant: this.tenant, delay, moved }, 'tenant at its concurrency limit; job put back');
+    if (!moved) throw new WaitingError(); // the lock is gone: another worker owns the job now
+    throw new DelayedError();
   }
 
   /** Graceful hand-over: the position is on the volume; back to the queue for another worker, no attempt spent. */

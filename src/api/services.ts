@@ -7,6 +7,7 @@ import { JobQueue } from '../jobs/job-queue';
 import { JobService, type Planner } from '../jobs/job-service';
 import { JobStore } from '../jobs/job-store';
 import { UploadReservations } from '../jobs/upload-reservations';
+import { JobLimits } from '../tenants/job-limits';
 import { createRedis } from '../redis';
 import { EventHub } from './event-hub';
 import type { Redis } from 'ioredis';
@@ -73,6 +74,9 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
   await layout.ensure();
   const redis = createRedis(config.REDIS_URL);
   const store = new JobStore(redis, config.QUEUE_NAME, config.JOB_RETENTION_SECONDS);
+  // Jobs from before tenants join `default` (once per queue; workers do it too). In the background:
+  // start-up does not wait for Redis, /readyz reports it.
+  store.adoptUntenanted().catch((err: Error) => logger.warn({ err }, 'could not adopt jobs from before tenants; a worker will'));
   const queue = new JobQueue({ queueName: config.QUEUE_NAME, connection: createRedis(config.REDIS_URL, { forWorker: true }), attempts: config.JOB_ATTEMPTS, backoffMs: config.RETRY_BACKOFF_MS });
   const checkpoints = new CheckpointCatalog(layout);
   const datasets = new DatasetCatalog(layout, datasetLimits(config));
@@ -106,6 +110,8 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
     idempotency: { redis, idempotencyTtlSeconds: IDEMPOTENCY_TTL_SECONDS },
     layout,
     planner: poolPlanner(pool, new PlanCache(layout), config),
+    limits: new JobLimits(redis, store.keys, { maxActiveJobs: config.TENANT_MAX_ACTIVE_JOBS, maxConcurrentJobs: config.TENANT_MAX_CONCURRENT_JOBS }),
+    quotaRetryAfterSeconds: config.PRESSURE_RETRY_AFTER_SECONDS,
   });
 
   const keyNames = new JobKeys(config.QUEUE_NAME);

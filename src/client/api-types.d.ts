@@ -45,7 +45,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List jobs, newest first */
+        /**
+         * List jobs, newest first
+         * @description A member or reader sees its tenant's jobs; an admin sees every tenant's, or one tenant's with `tenant`.
+         */
         get: operations["listJobs"];
         put?: never;
         /**
@@ -442,6 +445,8 @@ export interface components {
         };
         Job: {
             id: string;
+            /** @description The tenant that owns the job. */
+            tenant: string;
             /** @enum {unknown} */
             type: "pretrain" | "transfer";
             /** @enum {unknown} */
@@ -826,6 +831,8 @@ export interface operations {
         parameters: {
             query: {
                 status?: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+                /** @description Only this tenant's jobs (admins; for others it can only be their own). */
+                tenant?: string;
                 limit: number;
                 /** @description `nextCursor` of the previous page. */
                 cursor?: string;
@@ -929,6 +936,15 @@ export interface operations {
             };
             /** @description Every error has this shape. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

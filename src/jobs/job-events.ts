@@ -1,3 +1,4 @@
+import { DEFAULT_TENANT } from '../auth/principal';
 import type { Redis } from 'ioredis';
 import { JobKeys } from './keys';
 import { JobScripts } from './scripts';
@@ -50,7 +51,7 @@ export class JobEvents {
    * once it has one, so a journal never outlives its job. Null when the job is gone.
    */
   async append(jobId: string, event: NewEvent): Promise<string | null> {
-    const id = await this.scripts.run('append', this.keys.scriptKeys(jobId, ''), [event.level ?? 'info', event.type ?? 'message', event.message, JSON.stringify(event.data ?? null)]);
+    const id = await this.scripts.run('append', this.keys.scriptKeys(jobId, '', DEFAULT_TENANT), [event.level ?? 'info', event.type ?? 'message', event.message, JSON.stringify(event.data ?? null)]);
     return typeof id === 'string' ? id : null;
   }
 

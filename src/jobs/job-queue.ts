@@ -27,12 +27,17 @@ export class JobQueue {
     this.queue = new Queue<TrainJobData>(opts.queueName, { connection: opts.connection });
   }
 
-  async enqueue(jobId: string): Promise<void> {
+  /**
+   * `priority` is the job's fair-scheduling tag (create.lua): lower runs first, FIFO among equal
+   * ones. BullMQ keeps it across retries, hand-backs and delays, so a requeued job keeps its place.
+   */
+  async enqueue(jobId: string, priority: number): Promise<void> {
     await this.queue.add(
       TRAIN_JOB_NAME,
       { jobId },
       {
         jobId,
+        priority,
         attempts: this.opts.attempts,
         backoff: { type: 'exponential', delay: this.opts.backoffMs },
         // graft keeps its own records; BullMQ's entries are only a work log.
@@ -74,6 +79,23 @@ export class JobQueue {
       return true;
     } catch {
       return false; // the lock is gone: another worker owns the job now
+    }
+  }
+
+  /**
+   * Puts a job the caller holds back for `delayMs` without spending an attempt (its tenant is at
+   * its concurrency limit): like handBack, only the lock's owner can; the processor then throws
+   * DelayedError. Delayed, not waiting, so the worker takes other tenants' jobs meanwhile instead
+   * of taking this one again at once; it comes back with its priority, so it keeps its place.
+   */
+  async putBack(jobId: string, token: string, delayMs: number): Promise<boolean> {
+    const job = await Job.fromId(this.queue, jobId);
+    if (!job) return false;
+    try {
+      await job.moveToDelayed(Date.now() + delayMs, token);
+      return true;
+    } catch {
+      return false;
     }
   }
 

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { BaseLogger, Logger } from 'pino';
+import { DEFAULT_TENANT, PUBLIC_TENANT, type Principal } from '../auth/principal';
 import { ConflictError, GraftError, NotFoundError } from '../errors';
 import { preflight, type DatasetInfo, type PreflightLimits, type PreflightStorage } from '../spec/preflight';
 import type { JobPlan } from '../spec/plan';
@@ -10,7 +11,12 @@ import type { JobStore, ListOptions } from './job-store';
 import type { JobEvent } from './job-events';
 import type { DataLayout } from '../storage/layout';
 import { listTrainingCheckpoints, type TrainingCheckpointInfo } from '../storage/training-checkpoints';
+import type { TenantJobLimits } from '../tenants/job-limits';
 import { TERMINAL_STATUSES, type Job } from './types';
+
+/** Who is asking: a job of another tenant is invisible to anyone but an admin. */
+export type Viewer = Pick<Principal, 'tenant' | 'role'>;
+const seesAll = (viewer: Viewer) => viewer.role === 'admin';
 
 /** Submission and lookup of jobs: the API's side of the job lifecycle. */
 export class JobService {
@@ -26,6 +32,10 @@ export class JobService {
       idempotency: { redis: Redis; idempotencyTtlSeconds: number };
       layout: DataLayout;
       planner: Planner;
+      /** Per-tenant job quotas (the scripts apply `defaults` unless the tenant's record overrides them). */
+      limits: TenantJobLimits;
+      /** Retry-After of a 429 for the job quota (jobs must finish first). */
+      quotaRetryAfterSeconds: number;
     },
   ) {}
 
@@ -33,7 +43,8 @@ export class JobService {
    * Every check a submission gets, and the network the worker would build, without enqueueing
    * anything. `errors` lists everything found, with the codes a job would fail with.
    */
-  async plan(input: JobSpec): Promise<PlanReport> {
+  async plan(input: JobSpec, tenant: string): Promise<PlanReport> {
+    void tenant; // names in the spec resolve in the tenant's namespace once preflight takes it (storage)
     const spec = withDefaults(input);
     const report = await preflight(spec, this.deps.storage, this.deps.preflightLimits);
     const errors = [...report.errors];
@@ -56,7 +67,7 @@ export class JobService {
    * enqueueing fails the record and the reservation are rolled back, so a 5xx never leaves a
    * phantom job behind.
    */
-  async submit(input: JobSpec, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
+  async submit(input: JobSpec, tenant: string, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
     const spec = withDefaults(input);
     const report = await preflight(spec, this.deps.storage, this.deps.preflightLimits);
     if (report.errors.length > 0) throw pickFirst(report.errors);
@@ -65,19 +76,29 @@ export class JobService {
     await this.deps.planner(spec, report.dataset!);
 
     const { store, queue } = this.deps;
-    const job = await store.create(id, spec);
-    if (!job) {
+    // Quota, reservation, record, indexes and fair-scheduling tag: one script, one round trip.
+    const outcome = await store.create(id, spec, tenant, this.deps.limits.defaults);
+    if ('quota' in outcome) {
+      const { used, limit } = outcome.quota;
+      throw new GraftError(
+        'quota_exceeded',
+        `The tenant "${tenant}" already has ${used} queued or running jobs, its quota of ${limit} (maxActiveJobs; TENANT_MAX_ACTIVE_JOBS by default); submit again once some have finished, or cancel some.`,
+        { statusCode: 429, retryAfterSeconds: this.deps.quotaRetryAfterSeconds, details: { quota: 'maxActiveJobs', limit, used } },
+      );
+    }
+    if (!('created' in outcome)) {
       throw new ConflictError('checkpoint_reserved', `Another queued or running job already writes the checkpoint "${spec.output.checkpoint}".`, '/output/checkpoint');
     }
+    const job = outcome.created;
     try {
-      await queue.enqueue(id);
+      await queue.enqueue(id, outcome.priority);
     } catch (err) {
-      await store.discard(id, spec.output.checkpoint).catch(() => undefined);
+      await store.discard(id, spec.output.checkpoint, tenant).catch(() => undefined);
       throw err;
     }
     for (const warning of report.warnings) await store.events.append(id, { level: 'warning', message: warning });
     // `log` is the request's logger when there is one, so the line carries the request id.
-    log.info({ jobId: id, type: spec.type, output: spec.output.checkpoint }, 'job queued');
+    log.info({ jobId: id, tenant, type: spec.type, output: spec.output.checkpoint }, 'job queued');
     return job;
   }
 
@@ -85,10 +106,12 @@ export class JobService {
    * Submission with an Idempotency-Key: the first request with a key creates the job; a retry
    * with the same key and body gets that job back (`replayed`), another body under the same key
    * is a conflict. The key is claimed before submitting, so two racing retries create one job.
+   * Keys are per tenant: two tenants using the same key never meet.
    */
-  async submitIdempotent(input: JobSpec, key: string, log?: Pick<BaseLogger, 'info'>): Promise<{ job: Job; replayed: boolean }> {
+  async submitIdempotent(input: JobSpec, tenant: string, key: string, log?: Pick<BaseLogger, 'info'>): Promise<{ job: Job; replayed: boolean }> {
     const { redis, idempotencyTtlSeconds } = this.deps.idempotency;
-    const redisKey = this.deps.store.keys.idempotency(sha256(key));
+    // The default tenant hashes the bare key, as before tenants, so retries across the upgrade still match.
+    const redisKey = this.deps.store.keys.idempotency(sha256(tenant === DEFAULT_TENANT ? key : `${tenant}\n${key}`));
     const bodyHash = sha256(stableStringify(input));
     const id = randomUUID();
     const claimed = await redis.set(redisKey, JSON.stringify({ jobId: id, bodyHash }), 'EX', idempotencyTtlSeconds, 'NX');
@@ -97,12 +120,13 @@ export class JobService {
       if (previous.bodyHash !== bodyHash) {
         throw new ConflictError('idempotency_key_reused', 'This Idempotency-Key was already used with a different request body; use a new key for a new job.', null);
       }
-      const job = await this.deps.store.get(previous.jobId ?? '');
+      const found = await this.deps.store.get(previous.jobId ?? '');
+      const job = found && found.tenant === tenant ? found : null;
       if (!job) throw new ConflictError('idempotency_key_in_flight', 'A request with this Idempotency-Key is still being processed (or failed validation); retry in a moment.', null);
       return { job, replayed: true };
     }
     try {
-      return { job: await this.submit(input, id, log), replayed: false };
+      return { job: await this.submit(input, tenant, id, log), replayed: false };
     } catch (err) {
       // A rejected submission must not pin the key: the client fixes the body and retries.
       await redis.del(redisKey);
@@ -116,12 +140,12 @@ export class JobService {
    * it stops within a batch and the status becomes `cancelled` then. Cancelling a cancelled job
    * is harmless; a finished one, or one already writing its checkpoint, is a conflict.
    */
-  async cancel(id: string): Promise<{ job: Job; pending: boolean }> {
+  async cancel(id: string, viewer: Viewer): Promise<{ job: Job; pending: boolean }> {
     const { store, queue } = this.deps;
-    const job = await this.get(id);
+    const job = await this.get(id, viewer);
     if (job.status === 'cancelled') return { job, pending: false };
-    const outcome = await store.cancel(id, job.spec.output.checkpoint);
-    if (outcome === 'missing') return { job: await this.get(id), pending: false };
+    const outcome = await store.cancel(id, job.spec.output.checkpoint, job.tenant);
+    if (outcome === 'missing') return { job: await this.get(id, viewer), pending: false };
     if (outcome === 'finishing') {
       throw new ConflictError('job_finishing', 'The job is already writing its output checkpoint; it can no longer be cancelled.', null);
     }
@@ -130,36 +154,50 @@ export class JobService {
     }
     // The record is the truth; the queue entry is only tidied (a worker holding it skips it).
     if (outcome === 'cancelled') await queue.remove(id);
-    const now = await this.get(id);
+    const now = await this.get(id, viewer);
     return { job: now, pending: !TERMINAL_STATUSES.includes(now.status) };
   }
 
-  /** Ids of queued or running jobs that read (or will write) the dataset or checkpoint `name`. */
-  async usersOf(kind: 'dataset' | 'checkpoint', name: string): Promise<string[]> {
-    const jobs = await this.deps.store.active();
+  /**
+   * Ids of queued or running jobs that read (or will write) tenant `tenant`'s dataset or
+   * checkpoint `name`. A `public` object is used by jobs of every tenant (as `public/<name>`).
+   */
+  async usersOf(kind: 'dataset' | 'checkpoint', name: string, tenant: string = DEFAULT_TENANT): Promise<string[]> {
+    const shared = tenant === PUBLIC_TENANT;
+    const ref = shared ? `${PUBLIC_TENANT}/${name}` : name;
+    const jobs = await this.deps.store.active(shared ? undefined : tenant);
     return jobs
-      .filter((j) => (kind === 'dataset' ? j.spec.dataset.name === name : j.spec.source?.checkpoint === name || j.spec.output.checkpoint === name))
+      .filter((j) => (kind === 'dataset' ? j.spec.dataset.name === ref : j.spec.source?.checkpoint === ref || (!shared && j.spec.output.checkpoint === name)))
       .map((j) => j.id);
   }
 
-  async trainingCheckpoints(id: string): Promise<TrainingCheckpointInfo[]> {
-    await this.get(id);
+  async trainingCheckpoints(id: string, viewer: Viewer): Promise<TrainingCheckpointInfo[]> {
+    await this.get(id, viewer);
     return listTrainingCheckpoints(this.deps.layout, id);
   }
 
-  async events(id: string, opts: { after?: string; limit: number }): Promise<JobEvent[]> {
-    await this.get(id);
+  async events(id: string, viewer: Viewer, opts: { after?: string; limit: number }): Promise<JobEvent[]> {
+    await this.get(id, viewer);
     return this.deps.store.events.list(id, opts);
   }
 
-  async get(id: string): Promise<Job> {
+  /**
+   * The job, if the viewer may see it. Another tenant's job is the same 404 as a missing id, after
+   * the same Redis read, so neither the answer nor its timing tells that it exists.
+   */
+  async get(id: string, viewer: Viewer): Promise<Job> {
     const job = await this.deps.store.get(id);
-    if (!job) throw new NotFoundError('job_not_found', `There is no job "${id}" (finished jobs are kept for a limited time).`, null);
+    if (!job || (job.tenant !== viewer.tenant && !seesAll(viewer))) throw new NotFoundError('job_not_found', `There is no job "${id}" (finished jobs are kept for a limited time).`, null);
     return job;
   }
 
-  list(opts: ListOptions) {
-    return this.deps.store.list(opts);
+  /**
+   * Newest first. A member or reader sees its tenant's jobs (its own index; a `tenant` naming
+   * another one finds nothing); an admin every tenant's, or one tenant's with `tenant`.
+   */
+  list(opts: Omit<ListOptions, 'tenant'> & { tenant?: string }, viewer: Viewer) {
+    if (!seesAll(viewer) && opts.tenant !== undefined && opts.tenant !== viewer.tenant) return Promise.resolve({ jobs: [] as Job[], nextCursor: null });
+    return this.deps.store.list({ ...opts, tenant: seesAll(viewer) ? opts.tenant : viewer.tenant });
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { DEFAULT_TENANT } from '../auth/principal';
 import type { JobSpec } from '../spec/schema';
 import { JobEvents } from './job-events';
 import { JobKeys } from './keys';
@@ -13,11 +14,26 @@ import { TERMINAL_STATUSES, type Job, type JobError, type JobProgress, type JobR
  * every write that ends an attempt's job is conditional on that attempt still owning it.
  */
 
+/** BullMQ's highest priority (lower runs first); fair-scheduling tags beyond it are clamped to it. */
+export const MAX_PRIORITY = 2 ** 21 - 1;
+
+/** What create.lua did: created the job (with its BullMQ priority), or refused it and why. */
+export type CreateOutcome = { created: Job; priority: number } | { reserved: true } | { quota: { used: number; limit: number } };
+
+/** A finished job whose record expired: its id, tenant and entry in the expiry index. */
+export interface ExpiredJob {
+  id: string;
+  tenant: string;
+  member: string;
+}
+
 /** Reservations held by an upload start with this (create.lua respects them until their TTL). */
 export const UPLOAD_HOLDER_PREFIX = 'upload:';
 
 export interface ListOptions {
   status?: JobStatus;
+  /** Only this tenant's jobs (its own index); every tenant's when absent (admins). */
+  tenant?: string;
   limit: number;
   /** Opaque cursor from a previous page (the sequence number of its last job). */
   cursor?: string;
@@ -43,7 +59,7 @@ export interface JobPatch {
  * What must still hold for a transition to count: the attempt's BullMQ lock token (fencing), or,
  * for the reconciler, BullMQ's view of the job (gone, or failed).
  */
-export type Guard = { token: string } | { bull: 'missing' | 'failed' } | 'none';
+export type Guard = { token: string } | { bull: 'missing' | 'failed' | 'unlocked' } | 'none';
 
 export interface TransitionRequest {
   from: readonly JobStatus[];
@@ -51,6 +67,8 @@ export interface TransitionRequest {
   guard: Guard;
   /** The checkpoint the job reserves (released when the job ends). */
   output: string;
+  /** The job's tenant (its indexes and reservation). */
+  tenant: string;
   patch?: JobPatch;
   /** The journal line; by default "Job <to>." (with the error's message, if any). */
   message?: string;
@@ -58,7 +76,7 @@ export interface TransitionRequest {
 }
 
 /** What the start of an attempt found: run it, or end it (cancelled, gone, lost, already finished). */
-export type StartOutcome = 'running' | 'cancelled' | 'lost' | 'missing' | 'succeeded' | 'failed';
+export type StartOutcome = 'running' | 'throttled' | 'cancelled' | 'lost' | 'missing' | 'succeeded' | 'failed';
 export type CancelOutcome = 'cancelled' | 'requested' | 'finishing' | 'missing' | 'succeeded' | 'failed';
 /** ok = keep going; lost = another attempt owns the job; cancelled = a cancel is pending. */
 export type PollOutcome = 'ok' | 'lost' | 'cancelled' | 'missing' | JobStatus;
@@ -83,17 +101,19 @@ export class JobStore {
     return this.keys.cancelChannel;
   }
 
-  private run(name: Parameters<JobScripts['run']>[0], id: string, output: string, args: (string | number)[]): Promise<unknown> {
-    return this.scripts.run(name, this.keys.scriptKeys(id, output), args);
+  /** Scripts that only touch the record, its lock and its flags (poll, progress, commit) get the default tenant's keys, unread. */
+  private run(name: Parameters<JobScripts['run']>[0], id: string, output: string, args: (string | number)[], tenant = DEFAULT_TENANT): Promise<unknown> {
+    return this.scripts.run(name, this.keys.scriptKeys(id, output, tenant), args);
   }
 
   /**
-   * Reserves the output name and creates the queued record in one step (create.lua). Null when
-   * another queued or running job (or an upload) holds the name.
+   * Checks the tenant's quota, reserves the output name, creates the queued record and gives it
+   * its fair-scheduling priority, in one step (create.lua): one round trip whatever it finds.
    */
-  async create(id: string, spec: JobSpec, createdAt = new Date()): Promise<Job | null> {
+  async create(id: string, spec: JobSpec, tenant: string, limits: { maxActiveJobs: number }, createdAt = new Date()): Promise<CreateOutcome> {
     const job: Job = {
       id,
+      tenant,
       type: spec.type,
       status: 'queued',
       createdAt: createdAt.toISOString(),
@@ -106,13 +126,16 @@ export class JobStore {
       result: null,
       error: null,
     };
-    const [ok] = (await this.run('create', id, spec.output.checkpoint, [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, JSON.stringify({ status: 'queued' })])) as [number, unknown];
-    return ok === 1 ? job : null;
+    const args = [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, JSON.stringify({ status: 'queued' }), tenant, limits.maxActiveJobs, MAX_PRIORITY];
+    const reply = (await this.run('create', id, spec.output.checkpoint, args, tenant)) as [number, string | number, ...(string | number)[]];
+    if (reply[0] === 1) return { created: job, priority: Number(reply[2]) };
+    if (reply[1] === 'quota') return { quota: { used: Number(reply[2]), limit: Number(reply[3]) } };
+    return { reserved: true };
   }
 
   /** Removes a record entirely, with its reservation (rolls back a submission that could not be enqueued). */
-  async discard(id: string, output: string): Promise<void> {
-    await this.run('discard', id, output, [id]);
+  async discard(id: string, output: string, tenant: string): Promise<void> {
+    await this.run('discard', id, output, [id], tenant);
   }
 
   async get(id: string): Promise<Job | null> {
@@ -120,9 +143,21 @@ export class JobStore {
     return h.status ? this.fromHash(id, h) : null;
   }
 
+  /** The job's BullMQ priority, its fair-scheduling tag (a requeued job keeps its place); 1 for records older than tags. */
+  async priorityOf(id: string): Promise<number> {
+    return Number((await this.redis.hget(this.keys.job(id), 'priority')) ?? 1) || 1;
+  }
+
   /** Newest first. Ids whose records expired are dropped from the indexes as they are met. */
   async list(opts: ListOptions): Promise<{ jobs: Job[]; nextCursor: string | null }> {
-    const index = opts.status ? this.keys.byStatus(opts.status) : this.keys.allJobs;
+    const index =
+      opts.tenant === undefined
+        ? opts.status
+          ? this.keys.byStatus(opts.status)
+          : this.keys.allJobs
+        : opts.status
+          ? this.keys.tenantByStatus(opts.tenant, opts.status)
+          : this.keys.tenantJobs(opts.tenant);
     const max = opts.cursor ? `(${opts.cursor}` : '+inf';
     const jobs: Job[] = [];
     let upper = max;
@@ -135,7 +170,7 @@ export class JobStore {
         const id = page[i];
         upper = `(${page[i + 1]}`;
         const job = await this.get(id);
-        if (job && (!opts.status || job.status === opts.status)) jobs.push(job);
+        if (job && (!opts.status || job.status === opts.status) && (opts.tenant === undefined || job.tenant === opts.tenant)) jobs.push(job);
         else if (!job) await this.redis.zrem(index, id);
       }
     }
@@ -145,8 +180,8 @@ export class JobStore {
   }
 
   /** An attempt begins (start.lua): the job becomes running, or ends cancelled if a cancel is pending. */
-  async start(id: string, output: string, token: string, worker: string): Promise<StartOutcome> {
-    return (await this.run('start', id, output, [id, token, worker, new Date().toISOString(), this.retentionSeconds])) as StartOutcome;
+  async start(id: string, output: string, tenant: string, token: string, worker: string, limits: { maxConcurrentJobs: number }): Promise<StartOutcome> {
+    return (await this.run('start', id, output, [id, token, worker, new Date().toISOString(), this.retentionSeconds, limits.maxConcurrentJobs], tenant)) as StartOutcome;
   }
 
   /** Moves a job to `to` if its status is one of `from` and the guard holds (transition.lua). */
@@ -162,13 +197,13 @@ export class JobStore {
     const level = req.to === 'failed' ? 'error' : error ? 'warning' : 'info';
     const message = req.message ?? (error ? `Job ${req.to}: ${error.message}` : `Job ${req.to}.`);
     const data = { status: req.to, ...(error ? { error } : {}), ...req.data };
-    const [ok, previous, refused] = (await this.run('transition', id, req.output, [id, guard[0], guard[1], req.from.join(','), req.to, this.retentionSeconds, level, message, JSON.stringify(data), ...fields])) as [number, string, string?];
+    const [ok, previous, refused] = (await this.run('transition', id, req.output, [id, guard[0], guard[1], req.from.join(','), req.to, this.retentionSeconds, level, message, JSON.stringify(data), ...fields], req.tenant)) as [number, string, string?];
     return { ok: ok === 1, previous: previous as JobStatus | '', ...(ok === 1 ? {} : { refused: refused as TransitionResult['refused'] }) };
   }
 
   /** A cancel as state (cancel.lua): queued → cancelled now; running → flag set and the holder told. */
-  async cancel(id: string, output: string): Promise<CancelOutcome> {
-    return (await this.run('cancel', id, output, [id, new Date().toISOString(), this.retentionSeconds, this.keys.cancelChannel])) as CancelOutcome;
+  async cancel(id: string, output: string, tenant: string): Promise<CancelOutcome> {
+    return (await this.run('cancel', id, output, [id, new Date().toISOString(), this.retentionSeconds, this.keys.cancelChannel], tenant)) as CancelOutcome;
   }
 
   /** Asks to write the output checkpoint (commit.lua): 'ok' only for the owner of a running, uncancelled job. */
@@ -185,9 +220,10 @@ export class JobStore {
     return (await this.run('progress', id, '', [id, token, JSON.stringify(progress)])) === 1;
   }
 
-  /** Jobs that are queued or running (their specs say which datasets and checkpoints they use). */
-  async active(): Promise<Job[]> {
-    const ids = [...(await this.redis.zrange(this.keys.byStatus('queued'), '0', '-1')), ...(await this.redis.zrange(this.keys.byStatus('running'), '0', '-1'))];
+  /** Jobs that are queued or running (their specs say which datasets and checkpoints they use): one tenant's, or all. */
+  async active(tenant?: string): Promise<Job[]> {
+    const index = (status: JobStatus) => (tenant === undefined ? this.keys.byStatus(status) : this.keys.tenantByStatus(tenant, status));
+    const ids = [...(await this.redis.zrange(index('queued'), '0', '-1')), ...(await this.redis.zrange(index('running'), '0', '-1'))];
     const jobs = await Promise.all(ids.map((id) => this.get(id)));
     return jobs.filter((j): j is Job => j !== null && !TERMINAL_STATUSES.includes(j.status));
   }
@@ -196,43 +232,65 @@ export class JobStore {
     return (await this.redis.exists(this.keys.cancel(id))) === 1;
   }
 
-  /** The job (or upload) holding checkpoint name `name`, if any. */
-  async outputHolder(name: string): Promise<string | null> {
-    return this.redis.get(this.keys.output(name));
+  /** The job (or upload) holding tenant `tenant`'s checkpoint name `name`, if any. */
+  async outputHolder(tenant: string, name: string): Promise<string | null> {
+    return this.redis.get(this.keys.output(tenant, name));
   }
 
   /**
    * Holds `name` for an upload while it installs (at most `seconds`): true unless a queued or
    * running job (or another upload) holds it. Released with releaseUploadHold.
    */
-  async holdForUpload(name: string, uploadId: string, seconds: number): Promise<boolean> {
+  async holdForUpload(tenant: string, name: string, uploadId: string, seconds: number): Promise<boolean> {
     const holder = `${UPLOAD_HOLDER_PREFIX}${uploadId}`;
+    const key = this.keys.output(tenant, name);
     for (let tries = 0; tries < 3; tries++) {
-      if ((await this.redis.set(this.keys.output(name), holder, 'EX', seconds, 'NX')) === 'OK') return true;
-      const current = await this.redis.get(this.keys.output(name));
+      if ((await this.redis.set(key, holder, 'EX', seconds, 'NX')) === 'OK') return true;
+      const current = await this.redis.get(key);
       if (current === null) continue;
       if (current.startsWith(UPLOAD_HOLDER_PREFIX)) return false;
       const other = await this.get(current);
       if (other && !TERMINAL_STATUSES.includes(other.status)) return false;
       // A stale reservation (its job ended or expired): replace it only if it is still that one.
-      const swapped = await this.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end return 0", 1, this.keys.output(name), current, holder, seconds);
+      const swapped = await this.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end return 0", 1, key, current, holder, seconds);
       if (swapped === 1) return true;
     }
     return false;
   }
 
-  async releaseUploadHold(name: string, uploadId: string): Promise<void> {
-    await this.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, this.keys.output(name), `${UPLOAD_HOLDER_PREFIX}${uploadId}`);
+  async releaseUploadHold(tenant: string, name: string, uploadId: string): Promise<void> {
+    await this.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, this.keys.output(tenant, name), `${UPLOAD_HOLDER_PREFIX}${uploadId}`);
   }
 
   /** Finished jobs whose records expire at or before `atMs` (epoch ms), oldest first. */
-  async expiredBy(atMs: number, limit: number): Promise<string[]> {
-    return this.redis.zrangebyscore(this.keys.expiries, '-inf', atMs, 'LIMIT', 0, limit);
+  async expiredBy(atMs: number, limit: number): Promise<ExpiredJob[]> {
+    const members = await this.redis.zrangebyscore(this.keys.expiries, '-inf', atMs, 'LIMIT', 0, limit);
+    return members.map((member) => {
+      // lib.lua's expiry_member: "<tenant>/<id>", or the bare id for the default tenant.
+      const slash = member.indexOf('/');
+      return slash < 0 ? { id: member, tenant: DEFAULT_TENANT, member } : { id: member.slice(slash + 1), tenant: member.slice(0, slash), member };
+    });
   }
 
   /** Drops every key still naming an expired job (forget.lua); false if its record still exists. */
-  async forget(id: string): Promise<boolean> {
-    return (await this.run('forget', id, '', [id])) === 1;
+  async forget(expired: ExpiredJob): Promise<boolean> {
+    return (await this.run('forget', expired.id, '', [expired.id, expired.member], expired.tenant)) === 1;
+  }
+
+  /**
+   * Upgrade: records from before tenants join the default tenant (adopt.lua), once per queue (a
+   * marker key remembers it). Idempotent; safe with several processes doing it at once.
+   */
+  async adoptUntenanted(batch = 500): Promise<number> {
+    if (await this.redis.exists(this.keys.tenantsAdopted)) return 0;
+    let adopted = 0;
+    for (let start = 0; ; start += batch) {
+      const ids = await this.redis.zrange(this.keys.allJobs, String(start), String(start + batch - 1));
+      for (const id of ids) adopted += Number(await this.run('adopt', id, '', [id]));
+      if (ids.length < batch) break;
+    }
+    await this.redis.set(this.keys.tenantsAdopted, new Date().toISOString());
+    return adopted;
   }
 
   /** Redis's clock (ms): retention is measured on it, whatever the hosts' clocks say. */
@@ -245,6 +303,7 @@ export class JobStore {
     const json = <T>(v: string | undefined): T | null => (v ? (JSON.parse(v) as T) : null);
     return {
       id,
+      tenant: h.tenant ?? DEFAULT_TENANT,
       type: h.type as Job['type'],
       status: h.status as JobStatus,
       createdAt: h.createdAt,

@@ -1,4 +1,5 @@
 import { QueueKeys } from 'bullmq';
+import { DEFAULT_TENANT } from '../auth/principal';
 import { JOB_STATUSES, type JobStatus } from './types';
 
 /**
@@ -11,12 +12,20 @@ import { JOB_STATUSES, type JobStatus } from './types';
  *   graft:<q>:jobs              zset: every job by submission sequence (newest = highest)
  *   graft:<q>:jobs:<status>     zset: one per status, same scores, for filtered listing
  *   graft:<q>:seq               submission counter
- *   graft:<q>:output:<name>     the job (or upload) that will write checkpoint <name>
+ *   graft:<q>:output:<name>     the job (or upload) that will write checkpoint <name> of tenant
+ *                               `default` (names of other tenants: output:<tenant>/<name>)
+ *   graft:<q>:tenant:<t>:jobs   zset: tenant t's jobs by submission sequence (its listing)
+ *   graft:<q>:tenant:<t>:jobs:<status>  zset: the same per status (queued + running = its quota use)
+ *   graft:<q>:tenant:<t>:quotas hash: an admin's overrides of t's quotas (maxActiveJobs,
+ *                               maxConcurrentJobs, maxStorageBytes, uploadsPerMinute; integers)
+ *   graft:<q>:fair              hash: fair-scheduling clock: `now` (the virtual time of the last
+ *                               started job) and, per tenant, the tag of its last submitted job
  *   graft:<q>:cancel:<id>       set when a cancel was requested; lives until the job ends
  *   graft:<q>:cancel            pub/sub channel: cancel requests to the worker holding a job
  *   graft:<q>:events:<id>       stream: the job's journal; expires with the record
  *   graft:<q>:expiries          zset: finished job ids by the time (ms) their record expires
- *   graft:<q>:idempotency:<h>   an Idempotency-Key and the job it created
+ *   graft:<q>:tenants-adopted  set once records from before tenants joined tenant `default`
+ *   graft:<q>:idempotency:<h>   an Idempotency-Key and the job it created (h hashes tenant and key)
  *   graft:<q>:apikey:<id>       hash: an API key's record (sha256 of the secret, tenant, role, name, dates)
  *   graft:<q>:apikeys           zset: every API key id by creation time (ms)
  *   graft:<q>:apikeys:by-hash   hash: sha256 of an active key's secret → its id (revoking removes the field)
@@ -57,8 +66,31 @@ export class JobKeys {
     return `${this.prefix}:seq`;
   }
 
-  output(name: string): string {
-    return `${this.prefix}:output:${name}`;
+  /** Tenant `default` keeps the key it had before tenants, so reservations survive the upgrade. */
+  output(tenant: string, name: string): string {
+    return tenant === DEFAULT_TENANT ? `${this.prefix}:output:${name}` : `${this.prefix}:output:${tenant}/${name}`;
+  }
+
+  tenantJobs(tenant: string): string {
+    return `${this.prefix}:tenant:${tenant}:jobs`;
+  }
+
+  tenantByStatus(tenant: string, status: JobStatus): string {
+    return `${this.prefix}:tenant:${tenant}:jobs:${status}`;
+  }
+
+  /** Per-tenant quota overrides (src/tenants/job-limits.ts reads it; create.lua and start.lua too). */
+  tenantQuotas(tenant: string): string {
+    return `${this.prefix}:tenant:${tenant}:quotas`;
+  }
+
+  /** Set once every record written before tenants has joined the default tenant (JobStore.adoptUntenanted). */
+  get tenantsAdopted(): string {
+    return `${this.prefix}:tenants-adopted`;
+  }
+
+  get fair(): string {
+    return `${this.prefix}:fair`;
   }
 
   cancel(id: string): string {
@@ -123,20 +155,25 @@ export class JobKeys {
   /**
    * The keys every job script receives, in this order (src/jobs/lua/lib.lua names them).
    * `output` is the checkpoint name the job reserves; '' when unknown (no reservation key).
+   * `tenant` is the job's owner (its per-tenant indexes and quota record).
    */
-  scriptKeys(id: string, output: string): string[] {
+  scriptKeys(id: string, output: string, tenant: string): string[] {
     return [
       this.job(id),
       this.allJobs,
       ...JOB_STATUSES.map((s) => this.byStatus(s)),
       this.cancel(id),
       this.events(id),
-      this.output(output),
+      this.output(tenant, output),
       this.bullLock(id),
       this.expiries,
       this.bullJob(id),
       this.bullState('failed'),
       this.seq,
+      this.tenantJobs(tenant),
+      ...JOB_STATUSES.map((s) => this.tenantByStatus(tenant, s)),
+      this.tenantQuotas(tenant),
+      this.fair,
     ];
   }
 }

@@ -13,6 +13,8 @@ import type { Job, JobError } from './types';
  *   BullMQ no longer has it     → requeued (a fresh queue entry), or failed `job_lost` once its
  *                                 attempts are spent; succeeded if its checkpoint was written
  *   BullMQ completed it         → succeeded if its checkpoint exists, else failed `job_lost`
+ *   BullMQ took it back (stall) → a `running` record goes back to `queued`, freeing its tenant's
+ *                                 concurrency slot until a worker takes it again
  * Every change is guarded by BullMQ's state in the same script, so it never races a live attempt.
  */
 export interface ReconcilerOptions {
@@ -54,6 +56,7 @@ export class Reconciler {
     if (job.status !== 'queued' && job.status !== 'running') return 'none';
     const { store, queue } = this.opts;
     const output = job.spec.output.checkpoint;
+    const { tenant } = job;
     const { state, failedReason } = await queue.state(job.id);
 
     if (state === 'failed') {
@@ -61,7 +64,7 @@ export class Reconciler {
       const error: JobError = stalled
         ? { code: 'worker_lost', message: `The worker holding the job stopped answering too many times (${failedReason}); the job was given up.`, param: null }
         : { code: 'worker_crashed', message: `The training process died (${failedReason ?? 'no reason recorded'}); the job was given up after ${job.attempts} attempt(s). Try a smaller batchSize or model.`, param: null };
-      const r = await store.transition(job.id, { from: ['queued', 'running'], to: 'failed', guard: { bull: 'failed' }, output, patch: { finishedAt: new Date().toISOString(), error } });
+      const r = await store.transition(job.id, { from: ['queued', 'running'], to: 'failed', guard: { bull: 'failed' }, output, tenant, patch: { finishedAt: new Date().toISOString(), error } });
       return this.report(job, r.ok ? 'failed' : 'none', error.code);
     }
 
@@ -77,14 +80,32 @@ export class Reconciler {
           to: 'queued',
           guard: { bull: 'missing' },
           output,
+          tenant,
           message: 'Requeued: the queue no longer had this job (a crash between two steps); another worker continues it.',
           data: { requeued: true },
         });
         if (!r.ok) return 'none';
       }
-      // Adding is idempotent by job id: a racing reconciler adds nothing twice.
-      await queue.enqueue(job.id);
+      // Adding is idempotent by job id: a racing reconciler adds nothing twice. The job keeps its
+      // fair-scheduling tag, so it goes back where it was, not behind every later submission.
+      await queue.enqueue(job.id, await store.priorityOf(job.id));
       return this.report(job, 'requeued');
+    }
+
+    if (job.status === 'running' && (state === 'waiting' || state === 'prioritized' || state === 'delayed')) {
+      // The queue took the job back from an attempt that died (a stalled worker): the record still
+      // says running and holds one of its tenant's concurrency slots. Nobody holds the lock, so no
+      // attempt is live: queued again, the slot is free until a worker takes it.
+      const r = await store.transition(job.id, {
+        from: ['running'],
+        to: 'queued',
+        guard: { bull: 'unlocked' },
+        output,
+        tenant,
+        message: 'Requeued: the worker running it stopped; the queue gave the job back and another worker continues it.',
+        data: { requeued: true },
+      });
+      return this.report(job, r.ok ? 'requeued' : 'none');
     }
     return 'none';
   }
@@ -92,15 +113,16 @@ export class Reconciler {
   /** The queue is done with a job whose record is not: its checkpoint decides. */
   private async settleOrphan(job: Job, guard: { bull: 'missing' } | 'none'): Promise<ReconcileAction> {
     const output = job.spec.output.checkpoint;
+    const { tenant } = job;
     const written = await readOwnOutput(this.opts.layout, output, job.id);
     const now = new Date().toISOString();
     if (written) {
       const result = { checkpoint: output, backend: written.backend ?? 'unknown', metrics: written.metrics ?? {} };
-      const r = await this.opts.store.transition(job.id, { from: ['queued', 'running'], to: 'succeeded', guard, output, patch: { finishedAt: now, result }, message: 'Job succeeded (its checkpoint was written before the worker could record it).' });
+      const r = await this.opts.store.transition(job.id, { from: ['queued', 'running'], to: 'succeeded', guard, output, tenant, patch: { finishedAt: now, result }, message: 'Job succeeded (its checkpoint was written before the worker could record it).' });
       return this.report(job, r.ok ? 'succeeded' : 'none');
     }
     const error: JobError = { code: 'job_lost', message: `The queue lost this job after ${job.attempts} attempt(s) and it wrote no checkpoint; submit it again.`, param: null };
-    const r = await this.opts.store.transition(job.id, { from: ['queued', 'running'], to: 'failed', guard, output, patch: { finishedAt: now, error } });
+    const r = await this.opts.store.transition(job.id, { from: ['queued', 'running'], to: 'failed', guard, output, tenant, patch: { finishedAt: now, error } });
     return this.report(job, r.ok ? 'failed' : 'none', error.code);
   }
 

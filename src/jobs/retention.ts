@@ -34,17 +34,17 @@ export class RetentionSweeper {
     const { store, layout } = this.opts;
     let forgotten = 0;
     for (;;) {
-      const ids = await store.expiredBy(await store.now(), BATCH);
+      const expired = await store.expiredBy(await store.now(), BATCH);
       let progressed = false;
-      for (const id of ids) {
-        if (await store.get(id)) continue; // not expired after all (the clock of a TTL is Redis's too)
-        await fs.rm(jobDir(layout, id), { recursive: true, force: true });
-        if (await store.forget(id)) {
+      for (const job of expired) {
+        if (await store.get(job.id)) continue; // not expired after all (the clock of a TTL is Redis's too)
+        await fs.rm(jobDir(layout, job.id), { recursive: true, force: true });
+        if (await store.forget(job)) {
           forgotten++;
           progressed = true;
         }
       }
-      if (ids.length < BATCH || !progressed) break;
+      if (expired.length < BATCH || !progressed) break;
     }
     if (forgotten) this.opts.logger.info({ forgotten }, 'removed expired jobs');
     return forgotten;

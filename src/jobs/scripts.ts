@@ -8,11 +8,11 @@ import type { Redis } from 'ioredis';
  * at all. lib.lua is prepended to each. `npm run build` copies the folder next to the compiled
  * code, so this loads the same files from src/ (tests) and from dist/ (processes).
  */
-export const SCRIPT_NAMES = ['create', 'discard', 'start', 'transition', 'cancel', 'commit', 'poll', 'progress', 'append', 'forget'] as const;
+export const SCRIPT_NAMES = ['create', 'discard', 'start', 'transition', 'cancel', 'commit', 'poll', 'progress', 'append', 'forget', 'adopt'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 /** Every script takes the keys of JobKeys.scriptKeys. */
-export const SCRIPT_KEY_COUNT = 15;
+export const SCRIPT_KEY_COUNT = 23;
 
 const LUA_DIR = path.join(__dirname, 'lua');
 

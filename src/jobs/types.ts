@@ -56,6 +56,7 @@ export const JobResultSchema = Type.Object({
 
 export const JobSchema = Type.Object({
   id: Type.String(),
+  tenant: Type.String({ description: 'The tenant that owns the job.' }),
   type: Type.Enum(['pretrain', 'transfer']),
   status: Type.Enum([...JOB_STATUSES]),
   createdAt: Type.String({ format: 'date-time' }),

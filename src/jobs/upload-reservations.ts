@@ -1,3 +1,4 @@
+import { DEFAULT_TENANT } from '../auth/principal';
 import { ConflictError } from '../errors';
 import type { OutputReservations } from '../storage/uploads';
 import type { JobStore } from './job-store';
@@ -13,14 +14,15 @@ export class UploadReservations implements OutputReservations {
     private readonly holdSeconds: number,
   ) {}
 
-  async hold<T>(name: string, uploadId: string, install: () => Promise<T>): Promise<T> {
-    if (!(await this.store.holdForUpload(name, uploadId, this.holdSeconds))) {
+  /** `tenant`: whose checkpoint name it is (two tenants may both write `mnist-ft`). */
+  async hold<T>(name: string, uploadId: string, install: () => Promise<T>, tenant: string = DEFAULT_TENANT): Promise<T> {
+    if (!(await this.store.holdForUpload(tenant, name, uploadId, this.holdSeconds))) {
       throw new ConflictError('checkpoint_reserved', `A queued or running job (or another upload) will write the checkpoint "${name}"; choose another name.`, '/name');
     }
     try {
       return await install();
     } finally {
-      await this.store.releaseUploadHold(name, uploadId);
+      await this.store.releaseUploadHold(tenant, name, uploadId);
     }
   }
 }

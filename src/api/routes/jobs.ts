@@ -3,12 +3,14 @@ import { Type } from 'typebox';
 import { JobPlanSchema } from '../../spec/plan';
 import { JobSpecSchema } from '../../spec/schema';
 import type { FastifyReply } from 'fastify';
-import { ErrorBodySchema, JOB_STATUSES, JobSchema, TERMINAL_STATUSES } from '../../jobs/types';
+import { ErrorBodySchema, JOB_STATUSES, JobSchema, TERMINAL_STATUSES, type Job } from '../../jobs/types';
 import type { ApiLimits } from '../app';
 import { ErrorResponseSchema } from '../schemas/errors';
 import type { AppDeps } from '../services';
 import { EVENT_ID_PATTERN, type JobEvent } from '../../jobs/job-events';
 import { GraftError, ValidationError } from '../../errors';
+import { TENANT_PATTERN, type Principal } from '../../auth/principal';
+import type { Viewer } from '../../jobs/job-service';
 
 export const DEFAULT_PAGE_SIZE = 20;
 const DEFAULT_EVENTS_PAGE = 100;
@@ -57,19 +59,22 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
         description:
           'Validates the spec (names, regexes, that the dataset and source checkpoint exist, that the restore regex selects weights and the frozen layers exist, that the output name is free) and queues it. Responds 202 with the job and its Location.',
         body: JobSpecSchema,
-        response: { 200: JobSchema, 202: JobSchema, ...errors(400, 409, 413, 415, 422) },
+        response: { 200: JobSchema, 202: JobSchema, ...errors(400, 409, 413, 415, 422, 429) },
       },
     },
     async (request, reply) => {
       const key = request.headers['idempotency-key'];
+      const { tenant } = request.principal;
       if (key !== undefined) {
         if (typeof key !== 'string' || !new RegExp(IDEMPOTENCY_KEY_PATTERN).test(key)) {
           throw new ValidationError('invalid_idempotency_key', 'Idempotency-Key must be 1-255 printable ASCII characters.', null);
         }
-        const { job, replayed } = await deps.jobs.submitIdempotent(request.body, key, request.log);
+        const { job, replayed } = await deps.jobs.submitIdempotent(request.body, tenant, key, request.log);
+        if (!replayed) await auditCreate(deps, request.principal, job);
         return reply.status(replayed ? 200 : 202).header('location', `${app.prefix}/jobs/${job.id}`).send(job);
       }
-      const job = await deps.jobs.submit(request.body, undefined, request.log);
+      const job = await deps.jobs.submit(request.body, tenant, undefined, request.log);
+      await auditCreate(deps, request.principal, job);
       return reply.status(202).header('location', `${app.prefix}/jobs/${job.id}`).send(job);
     },
   );
@@ -89,7 +94,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
         response: { 200: PlanResponseSchema, ...errors(400, 413, 415) },
       },
     },
-    async (request) => deps.jobs.plan(request.body),
+    async (request) => deps.jobs.plan(request.body, request.principal.tenant),
   );
 
   app.post(
@@ -105,7 +110,8 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
       },
     },
     async (request, reply) => {
-      const { job, pending } = await deps.jobs.cancel(request.params.id);
+      const { job, pending } = await deps.jobs.cancel(request.params.id, request.principal);
+      await deps.audit.record({ actor: request.principal, action: 'job.cancel', target: { kind: 'job', tenant: job.tenant, id: job.id }, details: { status: job.status, pending } });
       return reply.status(pending ? 202 : 200).send(job);
     },
   );
@@ -133,7 +139,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
         },
       },
     },
-    async (request) => ({ data: await deps.jobs.trainingCheckpoints(request.params.id) }),
+    async (request) => ({ data: await deps.jobs.trainingCheckpoints(request.params.id, request.principal) }),
   );
 
   app.get(
@@ -158,12 +164,12 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
     async (request, reply) => {
       const { id } = request.params;
       if (!String(request.headers.accept ?? '').includes('text/event-stream')) {
-        const data = await deps.jobs.events(id, request.query);
+        const data = await deps.jobs.events(id, request.principal, request.query);
         return { data, nextCursor: data.length === request.query.limit ? data[data.length - 1].id : null };
       }
       const lastEventId = request.headers['last-event-id'];
       const after = typeof lastEventId === 'string' && new RegExp(EVENT_ID_PATTERN).test(lastEventId) ? lastEventId : (request.query.after ?? '0-0');
-      await deps.jobs.get(id); // 404 before switching to a stream
+      await deps.jobs.get(id, request.principal); // 404 before switching to a stream
       if (deps.events.subscriberCount >= limits.sseMaxStreams) {
         reply.header('retry-after', String(limits.retryAfterSeconds));
         throw new GraftError(
@@ -172,7 +178,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
           { statusCode: 429 },
         );
       }
-      await streamEvents(deps, id, after, reply, openStreams);
+      await streamEvents(deps, id, request.principal, after, reply, openStreams);
       return reply;
     },
   );
@@ -183,9 +189,11 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
       schema: {
         tags: ['jobs'],
         summary: 'List jobs, newest first',
+        description: "A member or reader sees its tenant's jobs; an admin sees every tenant's, or one tenant's with `tenant`.",
         querystring: Type.Object(
           {
             status: Type.Optional(Type.Enum([...JOB_STATUSES])),
+            tenant: Type.Optional(Type.String({ pattern: TENANT_PATTERN, description: "Only this tenant's jobs (admins; for others it can only be their own)." })),
             limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE }),
             cursor: Type.Optional(Type.String({ pattern: '^[0-9]+$', description: '`nextCursor` of the previous page.' })),
           },
@@ -198,7 +206,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
       },
     },
     async (request) => {
-      const { jobs, nextCursor } = await deps.jobs.list(request.query);
+      const { jobs, nextCursor } = await deps.jobs.list(request.query, request.principal);
       return { data: jobs, nextCursor };
     },
   );
@@ -206,7 +214,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
   app.get(
     '/jobs/:id',
     { schema: { tags: ['jobs'], summary: 'Get a job', params: IdParams, response: { 200: JobSchema, ...errors(400, 404) } } },
-    async (request) => deps.jobs.get(request.params.id),
+    async (request) => deps.jobs.get(request.params.id, request.principal),
   );
 };
 
@@ -215,7 +223,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
  * events come from the process's one EventHub reader; this stream only writes them, sends
  * keep-alives and watches for the job's end.
  */
-function streamEvents(deps: AppDeps, id: string, after: string, reply: FastifyReply, openStreams: Set<() => void>): Promise<void> {
+function streamEvents(deps: AppDeps, id: string, viewer: Viewer, after: string, reply: FastifyReply, openStreams: Set<() => void>): Promise<void> {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' });
@@ -253,7 +261,7 @@ function streamEvents(deps: AppDeps, id: string, after: string, reply: FastifyRe
       checking = true;
       do {
         again = false;
-        const job = await deps.jobs.get(id).catch(() => null);
+        const job = await deps.jobs.get(id, viewer).catch(() => null);
         if (finished || ended) break;
         if (!job || TERMINAL_STATUSES.includes(job.status)) {
           ended = true;
@@ -287,4 +295,8 @@ function streamEvents(deps: AppDeps, id: string, after: string, reply: FastifyRe
     openStreams.add(finish);
     void checkEnded();
   });
+}
+
+function auditCreate(deps: AppDeps, actor: Principal, job: Job): Promise<void> {
+  return deps.audit.record({ actor, action: 'job.create', target: { kind: 'job', tenant: job.tenant, id: job.id }, details: { type: job.type, output: job.spec.output.checkpoint } });
 }

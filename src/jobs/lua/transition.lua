@@ -1,7 +1,7 @@
 --[[
   Every other transition that ends or moves a job, under a guard (fencing): succeeded, failed,
   cancelled, or back to queued (hand-over, retry, requeue by the reconciler).
-  ARGV: 1 id, 2 guard kind (token | bull-missing | bull-failed | none), 3 guard value,
+  ARGV: 1 id, 2 guard kind (token | bull-missing | bull-failed | bull-unlocked | none), 3 guard value,
         4 allowed current statuses (comma-separated), 5 target status, 6 retention seconds,
         7 event level, 8 event message, 9 event data JSON, 10.. field, value pairs ("\0" deletes)
   Returns {1, previous} or {0, current status or '', reason}.
