@@ -110,6 +110,7 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
     const trained = await train(target, data.train, data.val, {
       ...trainingOptions(spec, ctx, target.task === 'classification' ? numClasses : 0),
       inputRange: scaledRange(preprocess.scaling, preprocess.channels),
+      onWarning: (message) => ctx.onWarning?.(message),
       resume,
       onCheckpoint: epochCheckpoints
         ? async (position, optimizers, best) => {
@@ -224,7 +225,7 @@ async function saveOutcome(spec: JobSpec, ctx: RunContext, target: TargetModel, 
     lrMultipliers: target.lrMultipliers,
     backend: ctx.backend,
     preprocess,
-    metrics: { ...metrics, training: { epochsRun: trained.epochsRun, stoppedEarly: trained.stoppedEarly, bestEpoch: trained.bestEpoch, seconds: trained.seconds, samplesPerSecond: trained.samplesPerSecond, featureCache: trained.featureCache } },
+    metrics: { ...metrics, training: { epochsRun: trained.epochsRun, stoppedEarly: trained.stoppedEarly, bestEpoch: trained.bestEpoch, seconds: trained.seconds, samplesPerSecond: trained.samplesPerSecond, featureCache: trained.featureCache, featureCacheMode: trained.featureCacheMode, featureCacheReason: trained.featureCacheReason } },
     history: trained.history.map((h) => ({ ...h })),
   });
   return {

@@ -55,6 +55,8 @@ export interface TrainOptions {
   inputRange?: number;
   /** Batches read ahead of the one training (default 2). */
   prefetchBatches?: number;
+  /** Something the user should know (e.g. why the feature cache is off). */
+  onWarning?(message: string): Promise<void> | void;
   signal?: AbortSignal;
   /** Aborted when the worker shuts down: checkpoint at the next batch boundary, then stop. */
   interrupt?: AbortSignal;
@@ -238,7 +240,10 @@ class TrainingRun {
    */
   private async inputs(trainSplit: Split, valSplit: Split | null): Promise<TrainingInputs> {
     const { opts, target, n } = this;
-    const plain = (cacheReason: string | null): TrainingInputs => ({ model: target.model, train: trainSplit, val: valSplit, useCache: false, cacheMode: null, cacheReason, owned: [] });
+    const plain = async (cacheReason: string | null): Promise<TrainingInputs> => {
+      if (cacheReason) await opts.onWarning?.(`Feature caching is off: ${cacheReason}.`);
+      return { model: target.model, train: trainSplit, val: valSplit, useCache: false, cacheMode: null, cacheReason, owned: [] };
+    };
     if (opts.featureCacheMaxBytes <= 0) return plain(null);
     const split = planFeatureSplit(target.model);
     if (!split) return plain(null);
