@@ -190,7 +190,8 @@ function trainingOptions(spec: JobSpec, ctx: RunContext, classes: number): Omit<
     select: spec.output.select ?? DEFAULT_OUTPUT_SELECT,
     featureCacheMaxBytes: ctx.featureCacheMaxBytes,
     featureCacheDiskMaxBytes: ctx.featureCacheDiskMaxBytes ?? 0,
-    spillDir: path.join(trainingCheckpointsDir(ctx.layout, ctx.jobId), 'features'),
+    // DATA_DIR/jobs/<id>/features/: the job's folder, removed with the job.
+    spillDir: path.join(path.dirname(trainingCheckpointsDir(ctx.layout, ctx.jobId)), 'features'),
     augment: training.augment,
     prefetchBatches: ctx.prefetchBatches,
     signal: ctx.signal,
