@@ -28,7 +28,7 @@ export async function writeImageDataset(
           const stripe = Math.floor(p / 3) % size === (label === 0 ? 2 : size - 3) ? 60 : 0;
           pixels[p] = Math.min(255, (label === 0 ? 0 : 136) + Math.floor(rng.next() * 60) + stripe);
         }
-        await sharp(pixels, { raw: { width: size, height: size, channels: 3 } }).toFormat(ext).toFile(path.join(dir, `${i}.${ext}`));
+        await sharp(pixels, { raw: { width: size, height: size, channels: 3 } }).toFormat(ext === 'jpg' ? 'jpeg' : ext).toFile(path.join(dir, `${i}.${ext}`));
       }
     }
   }
