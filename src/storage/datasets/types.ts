@@ -44,6 +44,31 @@ export interface DatasetContent {
   classes: string[];
   numClasses: number;
   splits: { train: SplitCounts; test?: SplitCounts };
+  /** Class balance of the training split: samples per class by name, for a glance at the data. */
+  classBalance?: Record<string, number>;
+  /** Things the user should know that do not make the dataset unusable (heavy class imbalance). */
+  warnings?: string[];
+}
+
+/** A class this many times larger than the smallest one is worth a warning: accuracy stops meaning much. */
+export const IMBALANCE_WARNING_RATIO = 10;
+
+/** The training split's class balance and any warning about it, for a format's describe(). */
+export function classBalance(classes: string[], perClass: number[]): Pick<DatasetContent, 'classBalance' | 'warnings'> {
+  const balance = Object.fromEntries(classes.map((c, i) => [c, perClass[i]]));
+  const max = Math.max(...perClass);
+  const min = Math.min(...perClass);
+  const warnings: string[] = [];
+  if (classes.length > 1 && (min === 0 || max / min > IMBALANCE_WARNING_RATIO)) {
+    const big = classes[perClass.indexOf(max)];
+    const small = classes[perClass.indexOf(min)];
+    warnings.push(
+      min === 0
+        ? `Class "${small}" has no training samples while "${big}" has ${max}: the model cannot learn it.`
+        : `Heavy class imbalance: "${big}" has ${max} training samples, "${small}" only ${min} (${Math.round(max / min)}x, above ${IMBALANCE_WARNING_RATIO}x). Accuracy will flatter a model that favours the large classes; consider per-class accuracy, more data, or a balanced subset.`,
+    );
+  }
+  return { classBalance: balance, warnings };
 }
 
 export interface LoadRequest {

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { UnprocessableError } from '../../../errors';
 import { checkIdxFile, readIdxFile, readIdxHeader } from '../../idx';
 import {
+  classBalance,
   DATASET_PARAM,
   datasetInvalid,
   displayPath,
@@ -129,6 +130,7 @@ async function describe(files: IdxFiles, limits: DatasetLimits): Promise<Dataset
     classes: info.classes,
     numClasses: n,
     splits: { train: split(info.train), ...(info.test ? { test: split(info.test) } : {}) },
+    ...classBalance(info.classes, histogram(info.train.labels, n)),
   };
 }
 

@@ -5,6 +5,7 @@ import { forEachConcurrent } from '../../concurrency';
 import { checkDecodes, decodeImage, readImageShape } from '../images';
 import { visibleEntries } from '../entries';
 import {
+  classBalance,
   DATASET_PARAM,
   datasetInvalid,
   formatShape,
@@ -26,7 +27,7 @@ import {
  */
 
 /** What sharp decodes (GIF and TIFF: their first frame/page). */
-const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff']);
+export const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff']);
 const SPLIT_FOLDERS: readonly SplitName[] = ['train', 'test'];
 /** Channel counts an image decodes to: grayscale or RGB. */
 const IMAGE_CHANNELS = [1, 3];
@@ -36,7 +37,7 @@ const VALIDATE_CONCURRENCY = 4;
 const LOAD_CONCURRENCY = 2 * os.availableParallelism();
 
 export interface ImageFolderFiles extends DatasetFiles {
-  format: 'image-folder';
+  format: 'image-folder' | 'labels-csv';
   /** Sorted class folder names. */
   classes: string[];
   /** Image files per class (index = label), sorted. */
@@ -101,7 +102,7 @@ async function scanClasses(dir: string, sub: string, name: string, expected: str
   return new Map(lists);
 }
 
-async function describe(files: ImageFolderFiles, limits: DatasetLimits): Promise<DatasetContent> {
+export async function describe(files: ImageFolderFiles, limits: DatasetLimits): Promise<DatasetContent> {
   const split = (perClass: string[][]) => {
     const counts = perClass.map((f) => f.length);
     return { count: counts.reduce((a, b) => a + b, 0), perClass: counts };
@@ -114,11 +115,12 @@ async function describe(files: ImageFolderFiles, limits: DatasetLimits): Promise
     classes: files.classes,
     numClasses: files.classes.length,
     splits: { train: split(files.train), ...(files.test ? { test: split(files.test) } : {}) },
+    ...classBalance(files.classes, files.train.map((f) => f.length)),
   };
 }
 
 /** Every image of both splits fully decoded once, under the image budgets. */
-async function validate(files: ImageFolderFiles, limits: DatasetLimits): Promise<void> {
+export async function validate(files: ImageFolderFiles, limits: DatasetLimits): Promise<void> {
   const all = [...files.train.flat(), ...(files.test ?? []).flat()];
   await forEachConcurrent(all, VALIDATE_CONCURRENCY, async (rel) => {
     try {
@@ -129,7 +131,7 @@ async function validate(files: ImageFolderFiles, limits: DatasetLimits): Promise
   });
 }
 
-async function open(files: ImageFolderFiles, { inputShape, split, resize }: LoadRequest, limits: DatasetLimits): Promise<SplitReader> {
+export async function open(files: ImageFolderFiles, { inputShape, split, resize }: LoadRequest, limits: DatasetLimits): Promise<SplitReader> {
   const perClass = files[split];
   const samples = perClass ? interleave(perClass) : [];
   if (samples.length === 0) throw splitEmpty(files.name, split);
