@@ -5,6 +5,7 @@ import type { JobSpec } from '../../src/spec/schema';
 import { scalingTables } from '../../src/spec/preprocess';
 import { DataLayout } from '../../src/storage/layout';
 import { initBackend } from '../../workers/engine/backend';
+import { importCheckpoint } from '../../workers/engine/checkpoint-io';
 import { preprocessImage } from '../../workers/engine/data/preprocess';
 import { evaluateCheckpoint } from '../../workers/engine/evaluate-checkpoint';
 import { runJob } from '../../workers/engine/run-job';
@@ -112,6 +113,18 @@ describe('the recorded preprocessing', () => {
     await fs.writeFile(file, JSON.stringify(older));
     const { preprocess } = await evaluateCheckpoint(layout, 'plain', 'shades', { split: 'test', shardBytes: SHARD });
     expect(preprocess).toEqual({ resize: 'stretch', channels: 3, scaling: 'unit' });
+  });
+
+  it('an uploaded checkpoint declares its preprocessing in the manifest.json it brings', async () => {
+    await runJob(pretrain('to-upload'), ctx('up'));
+    const staged = path.join(dataDir, 'upload-staging');
+    await fs.cp(layout.checkpointDir('to-upload'), staged, { recursive: true });
+    const file = path.join(staged, 'manifest.json');
+    await fs.writeFile(file, JSON.stringify({ ...JSON.parse(await fs.readFile(file, 'utf8')), preprocess: { resize: 'pad', channels: 3, scaling: 'symmetric' } }));
+    const manifest = await importCheckpoint(layout, 'uploaded', staged, 'upload-1');
+    expect(manifest.preprocess).toEqual({ resize: 'pad', channels: 3, scaling: 'symmetric' });
+    const { preprocess } = await evaluateCheckpoint(layout, 'uploaded', 'shades', { split: 'test', shardBytes: SHARD });
+    expect(preprocess.scaling).toBe('symmetric');
   });
 
   it('channels that contradict the model are refused with the field to fix', async () => {
