@@ -7,6 +7,7 @@ import { listTrainingCheckpoints } from '../../src/storage/training-checkpoints'
 import { initBackend } from '../../workers/engine/backend';
 import { readCheckpoint } from '../../workers/engine/checkpoint-io';
 import { augmentBatch, augmentRandom } from '../../workers/engine/data/augment';
+import { planJob } from '../../workers/engine/plan';
 import { runJob } from '../../workers/engine/run-job';
 import { makeTempDir } from '../helpers/env';
 import { writeImageDataset } from '../helpers/images';
@@ -85,6 +86,14 @@ describe('augmented training', () => {
     );
     expect(transferWarnings.some((m) => /Feature caching is off: training.augment/.test(m))).toBe(true);
     expect(t.result.featureCache).toBe(false);
+    // ...and the plan says so before the job runs.
+    const planInput = { datasetShape: [12, 12, 3] as [number, number, number], numClasses: 2, loadSource: (name: string) => readCheckpoint(layout.checkpointDir(name)) };
+    const transferSpec: JobSpec = { ...spec('aug-plan'), type: 'transfer', source: { checkpoint: 'plain' }, freeze: '^enc_conv', model: undefined };
+    const planned = await planJob(transferSpec, planInput);
+    expect(planned.featureCache).toMatchObject({ applies: false, reason: expect.stringMatching(/training.augment/) });
+    const unaugmented = await planJob({ ...transferSpec, training: { seed: 1 } }, planInput);
+    expect(unaugmented.featureCache).toMatchObject({ applies: true });
+    expect(unaugmented.featureCache.reason).toBeUndefined();
   });
 
   it('an interrupted and resumed augmented run equals an uninterrupted one', async () => {
