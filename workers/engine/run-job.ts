@@ -61,7 +61,6 @@ export interface JobOutcome {
   manifest: CheckpointManifest;
 }
 
-
 interface Prepared {
   train: Split;
   val: Split | null;
