@@ -405,6 +405,23 @@ export interface components {
                 validationSplit?: number;
                 /** @description Use at most this many training samples (a seeded stratified subset), e.g. to study small data. */
                 limit?: number;
+                /** @description How images become the model's input. A field left out comes from the source checkpoint's record (transfer), else the default: stretch, the model's channels, unit. */
+                preprocess?: {
+                    /**
+                     * @description `stretch` to the input size (default), `crop` the centre at the input aspect ratio, or `pad` with black to it.
+                     * @enum {unknown}
+                     */
+                    resize?: "stretch" | "crop" | "pad";
+                    /** @description 1 (grayscale) or 3 (RGB); images are converted either way. */
+                    channels?: 1 | 3;
+                    /** @description `unit` [0, 1] (default), `symmetric` [-1, 1] (MobileNet, Inception), `imagenet` ImageNet mean/std (ResNet, VGG), or an explicit {mean, std}. */
+                    scaling?: ("unit" | "symmetric" | "imagenet") | {
+                        /** @description Per-channel mean in pixel units 0-255 (one value = every channel). */
+                        mean: number[];
+                        /** @description Per-channel standard deviation in pixel units 0-255. */
+                        std: number[];
+                    };
+                };
             };
             training?: {
                 /** @description default 10 */
@@ -432,6 +449,25 @@ export interface components {
                 };
                 /** @description Fail the job with `timeout` past this training time. */
                 maxRuntimeSeconds?: number;
+                /** @description Random augmentation per batch, seeded from (seed, epoch, batch). Turns feature caching off. */
+                augment?: {
+                    /** @description Mirror left-right with probability 0.5. */
+                    flipHorizontal?: boolean;
+                    /** @description Mirror top-bottom with probability 0.5. */
+                    flipVertical?: boolean;
+                    /** @description Rotate by a uniform angle in [-rotate, rotate] degrees. */
+                    rotate?: number;
+                    crop?: {
+                        /** @description [min, max] fraction of the side kept (zoom in), e.g. [0.8, 1]. */
+                        scale: number[];
+                    };
+                    /** @description Add a uniform delta in [-brightness, brightness] of the input range. */
+                    brightness?: number;
+                    /** @description Scale around the image mean by a factor in [1 - contrast, 1 + contrast]. */
+                    contrast?: number;
+                    /** @description Shift by up to this fraction of the width/height. */
+                    translate?: number;
+                };
             };
             output: {
                 /** @description Name of the checkpoint to write; must not exist yet. */
@@ -581,6 +617,8 @@ export interface components {
                 featureCache: {
                     applies: boolean;
                     boundaryLayer: string | null;
+                    /** @description Why caching does not apply although the network has a frozen prefix (e.g. training.augment). */
+                    reason?: string;
                 };
             } | null;
         };
@@ -646,6 +684,23 @@ export interface components {
                 };
                 /** @description tensorflow | wasm | cpu */
                 backend?: string;
+                /** @description How images become a model's input, as a checkpoint manifest records it. */
+                preprocess?: {
+                    /**
+                     * @description `stretch` to the input size (default), `crop` the centre at the input aspect ratio, or `pad` with black to it.
+                     * @enum {unknown}
+                     */
+                    resize: "stretch" | "crop" | "pad";
+                    /** @description 1 (grayscale) or 3 (RGB); images are converted either way. */
+                    channels: 1 | 3;
+                    /** @description `unit` [0, 1] (default), `symmetric` [-1, 1] (MobileNet, Inception), `imagenet` ImageNet mean/std (ResNet, VGG), or an explicit {mean, std}. */
+                    scaling: ("unit" | "symmetric" | "imagenet") | {
+                        /** @description Per-channel mean in pixel units 0-255 (one value = every channel). */
+                        mean: number[];
+                        /** @description Per-channel standard deviation in pixel units 0-255. */
+                        std: number[];
+                    };
+                };
                 metrics?: {
                     [key: string]: unknown;
                 };
@@ -691,7 +746,7 @@ export interface components {
              * @description Detected from the files (see the volume layout in the README).
              * @enum {unknown}
              */
-            format: "idx" | "image-folder";
+            format: "idx" | "labels-csv" | "image-folder";
             /** @description idx: the stored [rows, cols, channels]. image-folder: the first image's size and channels (1 if grayscale, else 3; alpha is dropped), null if that image cannot be read; training resizes every image to the model input. */
             inputShape: number[] | null;
             /** @description Class names; a label is an index into this list. idx: "0".."<largest label>"; image-folder: the sorted class folder names. */
@@ -711,6 +766,12 @@ export interface components {
                     perClass: number[];
                 };
             };
+            /** @description Training samples per class name. */
+            classBalance?: {
+                [key: string]: number;
+            };
+            /** @description E.g. heavy class imbalance (largest class more than 10x the smallest). */
+            warnings?: string[];
             /** @description Bytes of all files in the dataset folder. */
             sizeBytes: number;
             /** Format: date-time */
@@ -1498,7 +1559,7 @@ export interface operations {
                     "application/json": {
                         data: {
                             name: string;
-                            format: ("idx" | "image-folder") | null;
+                            format: ("idx" | "labels-csv" | "image-folder") | null;
                             /** @description idx: the stored [rows, cols, channels]. image-folder: the first image's size and channels (1 if grayscale, else 3; alpha is dropped), null if that image cannot be read; training resizes every image to the model input. */
                             inputShape: number[] | null;
                             numClasses: number | null;

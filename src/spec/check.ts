@@ -1,5 +1,6 @@
 import { GraftError, ValidationError } from '../errors';
 import { checkHeadLayer } from './heads';
+import { preprocessErrors } from './preprocess';
 import { compileUserRegex } from './regex';
 import type { JobSpec } from './schema';
 
@@ -14,6 +15,7 @@ export function checkSpec(spec: JobSpec): GraftError[] {
     ...regexErrors(spec),
     ...headErrors(spec),
     ...validationSplitErrors(spec),
+    ...preprocessErrors(spec.dataset.preprocess, spec.training?.augment),
   ];
 }
 

@@ -25,7 +25,11 @@ export const JobPlanSchema = Type.Object({
     mismatched: Type.Array(Type.Object({ name: Type.String(), sourceShape: Type.Array(Type.Integer()), targetShape: Type.Array(Type.Integer()) })),
   }),
   params: Type.Object({ total: Type.Integer(), trainable: Type.Integer(), frozen: Type.Integer() }),
-  featureCache: Type.Object({ applies: Type.Boolean(), boundaryLayer: Type.Union([Type.String(), Type.Null()]) }),
+  featureCache: Type.Object({
+    applies: Type.Boolean(),
+    boundaryLayer: Type.Union([Type.String(), Type.Null()]),
+    reason: Type.Optional(Type.String({ description: 'Why caching does not apply although the network has a frozen prefix (e.g. training.augment).' })),
+  }),
 });
 
 export type PlanLayer = Static<typeof PlanLayerSchema>;

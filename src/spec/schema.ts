@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { NAME_PATTERN } from '../storage/names';
+import { AugmentSchema, PreprocessSpecSchema } from './preprocess';
 import { HEAD_FIELDS, HEAD_LAYER_TYPES, HEAD_TYPES_DESCRIPTION } from './heads';
 
 /**
@@ -78,6 +79,7 @@ export const JobSpecSchema = Type.Object(
         name: Name('Dataset under datasets/.'),
         validationSplit: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5, description: 'Fraction of the training split held out (stratified, seeded); default 0.1.' })),
         limit: Type.Optional(Type.Integer({ minimum: 1, description: 'Use at most this many training samples (a seeded stratified subset), e.g. to study small data.' })),
+        preprocess: Type.Optional(PreprocessSpecSchema),
       },
       strict,
     ),
@@ -104,6 +106,7 @@ export const JobSpecSchema = Type.Object(
             ),
           ),
           maxRuntimeSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 24 * 3600, description: 'Fail the job with `timeout` past this training time.' })),
+          augment: Type.Optional(AugmentSchema),
         },
         strict,
       ),

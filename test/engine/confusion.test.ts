@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ensureCpuBackend } from '../../workers/engine/cpu';
 import { evaluate } from '../../workers/engine/evaluate';
+import { memoryTensor } from '../../workers/engine/host-data';
 
 /**
  * The confusion matrix grows with classes²: evaluation keeps it only up to
@@ -12,7 +13,7 @@ describe('evaluate: confusion-matrix cap', () => {
   let model: tf.LayersModel;
   const labels = Int32Array.from([0, 1, 2, 3, 4, 5, 0, 1]);
   const predicted = [0, 1, 2, 3, 4, 5, 1, 1]; // sample 6 (class 0) is wrong
-  const x = { data: Float32Array.from(predicted.flatMap((p) => Array.from({ length: classes }, (_, c) => (c === p ? 10 : 0)))), shape: [labels.length, classes] };
+  const x = memoryTensor(Float32Array.from(predicted.flatMap((p) => Array.from({ length: classes }, (_, c) => (c === p ? 10 : 0)))), [labels.length, classes]);
   const lossFn = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.losses.softmaxCrossEntropy(yTrue, yPred) as tf.Scalar;
 
   beforeAll(async () => {

@@ -74,7 +74,7 @@ describe('one source of truth for the defaults', () => {
   });
 
   test('the format registry lists every format once', () => {
-    expect(DATASET_FORMAT_NAMES).toEqual(['idx', 'image-folder']);
+    expect(DATASET_FORMAT_NAMES).toEqual(['idx', 'labels-csv', 'image-folder']);
   });
 });
 

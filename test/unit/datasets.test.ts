@@ -202,7 +202,7 @@ describe('DatasetCatalog', () => {
   });
 
   test.each<[string, (dir: string) => Promise<void>, RegExp]>([
-    ['an empty folder', async () => undefined, /neither IDX files nor image folders\. Expected train-images-idx3-ubyte/],
+    ['an empty folder', async () => undefined, /neither IDX files, a labels\.csv nor image folders\. Expected train-images-idx3-ubyte/],
     ['images without labels', (dir) => writeIdxFile(path.join(dir, 'train-images-idx3-ubyte'), { dims: [1, 1, 1], data: bytes(1, () => 0) }), /add train-labels-idx1-ubyte/],
     ['only a test split', (dir) => writeIdxSplit(dir, 't10k', 2, [2, 2], 2).then(() => undefined), /no training files/],
     ['raw and gz of one file', async (dir) => {

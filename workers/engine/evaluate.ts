@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { count, oneHotRows, range, sequence, type Split } from './host-data';
+import { count, oneHotRows, rows, sequence, type Split } from './host-data';
 import type { LossFn } from './losses';
 
 export interface Metrics {
@@ -35,12 +35,14 @@ export async function evaluate(
   let correct = 0;
   for (let start = 0; start < n; start += opts.batchSize) {
     const size = Math.min(opts.batchSize, n - start);
+    const idx = sequence(start, size);
+    const xb = await rows(split.x, idx);
+    const yb = classification ? oneHotRows(split.labels!, idx, opts.classes) : await rows(split.target ?? split.x, idx);
     const [lossT, predT] = tf.tidy(() => {
-      const xb = range(split.x, start, size);
-      const yb = classification ? oneHotRows(split.labels!, sequence(start, size), opts.classes) : range(split.target ?? split.x, start, size);
       const pred = model.predict(xb) as tf.Tensor;
       return [opts.lossFn(yb, pred), classification ? tf.argMax(pred, -1) : tf.tensor1d([], 'int32')];
     });
+    tf.dispose([xb, yb]);
     const [loss, pred] = await Promise.all([lossT.data(), predT.data()]);
     tf.dispose([lossT, predT]);
     lossSum += loss[0] * size;

@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { count, range, type HostTensor } from './host-data';
+import { promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { count, memoryTensor, rows, sequence, type HostTensor } from './host-data';
 import { isStochastic } from './layers';
 
 /**
@@ -54,20 +56,62 @@ export function planFeatureSplit(model: tf.LayersModel): FeatureSplit | null {
   };
 }
 
-/** Runs the prefix over `x` in inference mode, batch by batch, into host memory. */
-export async function extractFeatures(prefix: tf.LayersModel, x: HostTensor, batchSize: number, onBatch?: (done: number) => Promise<void> | void): Promise<HostTensor> {
+/** Where extracted features go: host memory, or a file on the volume (spilled: too large for memory). */
+export type FeatureDestination = { kind: 'memory' } | { kind: 'file'; file: string };
+
+/** Runs the prefix over `x` in inference mode, batch by batch, into memory or a file. */
+export async function extractFeatures(
+  prefix: tf.LayersModel,
+  x: HostTensor,
+  batchSize: number,
+  onBatch?: (done: number) => Promise<void> | void,
+  destination: FeatureDestination = { kind: 'memory' },
+): Promise<HostTensor> {
   const n = count(x);
   const shape = [n, ...(prefix.outputs[0].shape.slice(1) as number[])];
   const size = shape.slice(1).reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n * size);
-  for (let start = 0; start < n; start += batchSize) {
-    const m = Math.min(batchSize, n - start);
-    const out = tf.tidy(() => prefix.predict(range(x, start, m)) as tf.Tensor);
-    data.set(await out.data(), start * size);
-    out.dispose();
-    await onBatch?.(start + m);
+  const data = destination.kind === 'memory' ? new Float32Array(n * size) : null;
+  const fh = destination.kind === 'file' ? await fs.open(destination.file, 'w+') : null;
+  try {
+    for (let start = 0; start < n; start += batchSize) {
+      const m = Math.min(batchSize, n - start);
+      const xb = await rows(x, sequence(start, m));
+      const out = tf.tidy(() => prefix.predict(xb) as tf.Tensor);
+      xb.dispose();
+      const values = (await out.data()) as Float32Array;
+      out.dispose();
+      if (data) data.set(values, start * size);
+      else await fh!.write(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), 0, values.byteLength, start * size * 4);
+      await onBatch?.(start + m);
+    }
+  } catch (err) {
+    await fh?.close();
+    if (destination.kind === 'file') await fs.rm(destination.file, { force: true });
+    throw err;
   }
-  return { data, shape };
+  return data ? memoryTensor(data, shape) : fileTensor(fh!, destination.kind === 'file' ? destination.file : '', shape);
+}
+
+/** Rows of float32 features in a file, read with positional reads; closing deletes the file (it belongs to this run). */
+function fileTensor(fh: FileHandle, file: string, shape: number[]): HostTensor {
+  const size = shape.slice(1).reduce((a, b) => a * b, 1);
+  const rowBytes = size * 4;
+  let closed = false;
+  return {
+    shape,
+    async read(idx) {
+      const out = new Float32Array(idx.length * size);
+      const bytes = new Uint8Array(out.buffer);
+      await Promise.all(Array.from(idx, (i, k) => fh.read(bytes, k * rowBytes, rowBytes, i * rowBytes)));
+      return out;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await fh.close();
+      await fs.rm(file, { force: true });
+    },
+  };
 }
 
 /** Bytes the float32 features of `n` samples at the boundary would take. */

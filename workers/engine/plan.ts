@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { JobPlan, PlanLayer } from '../../src/spec/plan';
 import type { JobSpec } from '../../src/spec/schema';
+import { augments } from '../../src/spec/preprocess';
 import { ensureCpuBackend } from './cpu';
 import { planFeatureSplit } from './feature-cache';
 import { UnprocessableError } from '../../src/errors';
@@ -60,11 +61,19 @@ export async function planJob(spec: JobSpec, input: PlanInput): Promise<JobPlan>
       layers,
       weights: { restored: target.restore?.restored ?? [], skipped: target.restore?.skipped ?? [], mismatched: target.restore?.mismatched ?? [] },
       params: { total, trainable, frozen: total - trainable },
-      featureCache: { applies: split !== null, boundaryLayer: split?.boundaryLayer ?? null },
+      featureCache: featureCachePlan(spec, split?.boundaryLayer ?? null),
     };
   } finally {
     dispose(target.model);
   }
+}
+
+/** Augmentation changes the frozen prefix's input every batch: its features cannot be computed once. */
+function featureCachePlan(spec: JobSpec, boundaryLayer: string | null): JobPlan['featureCache'] {
+  if (boundaryLayer && augments(spec.training?.augment)) {
+    return { applies: false, boundaryLayer, reason: 'training.augment changes the frozen prefix\'s input every batch, so feature caching is off for this job.' };
+  }
+  return { applies: boundaryLayer !== null, boundaryLayer };
 }
 
 const product = (dims: readonly (number | null)[]) => dims.reduce<number>((n, d) => n * (d ?? 1), 1);

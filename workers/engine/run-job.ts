@@ -1,17 +1,20 @@
 import { UnprocessableError } from '../../src/errors';
 import type { JobProgress, JobResult } from '../../src/jobs/types';
 import { DEFAULT_OUTPUT_SELECT, DEFAULT_VALIDATION_SPLIT, resolveTraining, type JobSpec } from '../../src/spec/schema';
-import { DatasetCatalog, type DatasetLimits } from '../../src/storage/datasets';
+import path from 'node:path';
+import { DatasetCatalog, openSamples, type DatasetLimits, type SampleStore } from '../../src/storage/datasets';
+import { describePreprocess, resolvePreprocess, scaledRange, type Preprocess } from '../../src/spec/preprocess';
+import { trainingCheckpointsDir } from '../../src/storage/training-checkpoints';
 import type { DataLayout } from '../../src/storage/layout';
 import type { BackendName } from '../../src/spec/backends';
 import { readCheckpoint, saveCheckpoint, type CheckpointManifest } from './checkpoint-io';
-import { loadDataset } from './data';
 import { stratifiedSplit } from './data/random';
+import { scaledRows } from './data/preprocess';
 import { EpochCheckpoints, type ResumeState } from './epoch-checkpoints';
 import { evaluate, type Metrics } from './evaluate';
 import { lossFor } from './losses';
 import { buildTarget, dispose, type Shape3, type TargetModel } from './model';
-import type { Split } from './host-data';
+import { inferenceBatch, type Split } from './host-data';
 import { train, type EpochMetrics, type TrainOptions, type TrainResult } from './trainer';
 
 /**
@@ -24,6 +27,12 @@ export interface RunContext {
   layout: DataLayout;
   backend: BackendName;
   featureCacheMaxBytes: number;
+  /** Feature caches above featureCacheMaxBytes spill to DATA_DIR/jobs/<id>/ up to this (FEATURE_CACHE_DISK_MAX_MB); 0/absent = never. */
+  featureCacheDiskMaxBytes?: number;
+  /** Shard size of the on-volume sample cache (SAMPLE_CACHE_SHARD_MB). */
+  sampleCacheShardBytes?: number;
+  /** Batches read ahead (PREFETCH_BATCHES). */
+  prefetchBatches?: number;
   /** Byte and pixel limits on reading the dataset (DATASET_MAX_BYTES, IMAGE_MAX_*); defaults when absent. */
   datasetLimits?: DatasetLimits;
   /** Evaluation keeps a confusion matrix up to this many classes (CONFUSION_MATRIX_MAX_CLASSES). */
@@ -52,14 +61,17 @@ export interface JobOutcome {
   manifest: CheckpointManifest;
 }
 
-const EVAL_BATCH = 512;
-
 interface Prepared {
   train: Split;
   val: Split | null;
   test: Split | null;
   classes: string[];
+  /** Open sample stores behind the splits. */
+  stores: SampleStore[];
 }
+
+/** Default of SAMPLE_CACHE_SHARD_MB. */
+const DEFAULT_SHARD_BYTES = 64 * 1024 * 1024;
 
 export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome> {
   const log = ctx.log ?? (() => undefined);
@@ -73,22 +85,31 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
 
   let target: TargetModel | null = null;
   let resume: ResumeState | null = null;
+  let data: Prepared | null = null;
+  let sourcePreprocess: Preprocess | null = null;
   try {
     await progress({ phase: 'building' });
     target = await buildTarget(spec, {
       datasetShape: description.inputShape as Shape3 | null,
       numClasses,
-      loadSource: (name) => readCheckpoint(ctx.layout.checkpointDir(name, '/source/checkpoint')),
+      loadSource: async (name) => {
+        const contents = await readCheckpoint(ctx.layout.checkpointDir(name, '/source/checkpoint'));
+        sourcePreprocess = contents.manifest?.preprocess ?? null;
+        return contents;
+      },
     });
     await reportRestore(spec, target, ctx, log);
 
     const epochCheckpoints = ctx.checkpointKeep ? new EpochCheckpoints(ctx.layout, ctx.jobId, ctx.checkpointKeep) : null;
     resume = await resumeFrom(epochCheckpoints, target, ctx, log);
 
-    const data = await prepareData(spec, ctx, target, description.splits.test !== undefined && description.splits.test !== null, numClasses);
+    const preprocess = await preprocessFor(spec, ctx, target, sourcePreprocess);
+    data = await prepareData(spec, ctx, target, description.splits.test !== undefined && description.splits.test !== null, numClasses, preprocess);
     const model = target.model;
     const trained = await train(target, data.train, data.val, {
       ...trainingOptions(spec, ctx, target.task === 'classification' ? numClasses : 0),
+      inputRange: scaledRange(preprocess.scaling, preprocess.channels),
+      onWarning: (message) => ctx.onWarning?.(message),
       resume,
       onCheckpoint: epochCheckpoints
         ? async (position, optimizers, best) => {
@@ -108,8 +129,9 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
 
     await progress({ phase: 'saving', epoch: trained.epochsRun });
     await ctx.beforeSave?.('output');
-    return await saveOutcome(spec, ctx, target, trained, metrics, data.classes);
+    return await saveOutcome(spec, ctx, target, trained, metrics, data.classes, preprocess);
   } finally {
+    if (data) await Promise.all(data.stores.map((s) => s.close()));
     resume?.dispose();
     if (target) dispose(target.model);
   }
@@ -140,6 +162,18 @@ async function resumeFrom(checkpoints: EpochCheckpoints | null, target: TargetMo
   return resume;
 }
 
+/**
+ * The preprocessing this job trains with: the spec's fields, else the source checkpoint's record
+ * (a pretrained network keeps what it knows only if fed as it was trained), else the default.
+ */
+async function preprocessFor(spec: JobSpec, ctx: RunContext, target: TargetModel, fromSource: Preprocess | null): Promise<Preprocess> {
+  const preprocess = resolvePreprocess(spec.dataset.preprocess, fromSource, target.inputShape[2]);
+  if (fromSource && !spec.dataset.preprocess) {
+    await ctx.onEvent?.(`Preprocessing as the source checkpoint was trained: ${describePreprocess(preprocess)}.`, { preprocess });
+  }
+  return preprocess;
+}
+
 /** The trainer's options from the spec (defaults written in) and the run's context. */
 function trainingOptions(spec: JobSpec, ctx: RunContext, classes: number): Omit<TrainOptions, 'resume' | 'onCheckpoint' | 'onBatch' | 'onEpoch'> {
   const training = resolveTraining(spec);
@@ -154,6 +188,11 @@ function trainingOptions(spec: JobSpec, ctx: RunContext, classes: number): Omit<
     maxRuntimeSeconds: training.maxRuntimeSeconds,
     select: spec.output.select ?? DEFAULT_OUTPUT_SELECT,
     featureCacheMaxBytes: ctx.featureCacheMaxBytes,
+    featureCacheDiskMaxBytes: ctx.featureCacheDiskMaxBytes ?? 0,
+    // DATA_DIR/jobs/<id>/features/: the job's folder, removed with the job.
+    spillDir: path.join(path.dirname(trainingCheckpointsDir(ctx.layout, ctx.jobId)), 'features'),
+    augment: training.augment,
+    prefetchBatches: ctx.prefetchBatches,
     signal: ctx.signal,
     interrupt: ctx.interrupt,
   };
@@ -162,7 +201,7 @@ function trainingOptions(spec: JobSpec, ctx: RunContext, classes: number): Omit<
 /** Final metrics on the validation and test splits, rounded for the job record. */
 async function evaluateTarget(target: TargetModel, data: Prepared, numClasses: number, maxConfusionClasses?: number) {
   const { fn: lossFn } = lossFor(target.model, target.task);
-  const evalOpts = { lossFn, batchSize: EVAL_BATCH, classes: target.task === 'classification' ? numClasses : 0, withConfusion: true, classNames: data.classes, maxConfusionClasses };
+  const evalOpts = { lossFn, batchSize: inferenceBatch(data.train.x), classes: target.task === 'classification' ? numClasses : 0, withConfusion: true, classNames: data.classes, maxConfusionClasses };
   const validation = data.val ? await evaluate(target.model, data.val, evalOpts) : null;
   const test = data.test ? await evaluate(target.model, data.test, evalOpts) : null;
   return { validation: publicMetrics(validation), test: publicMetrics(test) };
@@ -171,7 +210,7 @@ async function evaluateTarget(target: TargetModel, data: Prepared, numClasses: n
 type PublicMetrics = Awaited<ReturnType<typeof evaluateTarget>>;
 
 /** Writes the output checkpoint and its manifest; returns them with the job's result. */
-async function saveOutcome(spec: JobSpec, ctx: RunContext, target: TargetModel, trained: TrainResult, metrics: PublicMetrics, classes: string[]): Promise<JobOutcome> {
+async function saveOutcome(spec: JobSpec, ctx: RunContext, target: TargetModel, trained: TrainResult, metrics: PublicMetrics, classes: string[], preprocess: Preprocess): Promise<JobOutcome> {
   const manifest = await saveCheckpoint(ctx.layout, spec.output.checkpoint, target.model, {
     jobId: ctx.jobId,
     jobType: spec.type,
@@ -185,7 +224,8 @@ async function saveOutcome(spec: JobSpec, ctx: RunContext, target: TargetModel, 
     frozen: target.frozen,
     lrMultipliers: target.lrMultipliers,
     backend: ctx.backend,
-    metrics: { ...metrics, training: { epochsRun: trained.epochsRun, stoppedEarly: trained.stoppedEarly, bestEpoch: trained.bestEpoch, seconds: trained.seconds, samplesPerSecond: trained.samplesPerSecond, featureCache: trained.featureCache } },
+    preprocess,
+    metrics: { ...metrics, training: { epochsRun: trained.epochsRun, stoppedEarly: trained.stoppedEarly, bestEpoch: trained.bestEpoch, seconds: trained.seconds, samplesPerSecond: trained.samplesPerSecond, featureCache: trained.featureCache, featureCacheMode: trained.featureCacheMode, featureCacheReason: trained.featureCacheReason } },
     history: trained.history.map((h) => ({ ...h })),
   });
   return {
@@ -204,48 +244,65 @@ async function saveOutcome(spec: JobSpec, ctx: RunContext, target: TargetModel, 
   };
 }
 
-async function prepareData(spec: JobSpec, ctx: RunContext, target: TargetModel, hasTest: boolean, numClasses: number): Promise<Prepared> {
+/**
+ * The splits as views over the sample stores (the on-volume cache, or uint8 in memory for IDX):
+ * index arrays and labels in memory, pixels read and scaled per batch. `stores` are closed by the caller.
+ */
+async function prepareData(spec: JobSpec, ctx: RunContext, target: TargetModel, hasTest: boolean, numClasses: number, preprocess: Preprocess): Promise<Prepared> {
   const { seed } = resolveTraining(spec);
-  const loaded = await loadDataset(ctx.layout, spec.dataset.name, { inputShape: target.inputShape, split: 'train', limits: ctx.datasetLimits });
-  const fraction = spec.dataset.validationSplit ?? DEFAULT_VALIDATION_SPLIT;
-  let trainIdx: Int32Array;
-  let valIdx: Int32Array;
-  if (fraction > 0) {
-    ({ trainIdx, valIdx } = stratifiedSplit(loaded.labels, fraction, seed, numClasses));
-  } else {
-    trainIdx = Int32Array.from({ length: loaded.labels.length }, (_, i) => i);
-    valIdx = new Int32Array(0);
+  if (preprocess.channels !== target.inputShape[2]) {
+    throw new UnprocessableError(
+      'dataset_shape_mismatch',
+      `dataset.preprocess.channels is ${preprocess.channels} but the model's input ${JSON.stringify(target.inputShape)} has ${target.inputShape[2]} channels.`,
+      '/dataset/preprocess/channels',
+    );
   }
-  const limit = spec.dataset.limit;
-  if (limit !== undefined && limit < trainIdx.length) {
-    const trainLabels = Int32Array.from(trainIdx, (i) => loaded.labels[i]);
-    const { valIdx: picked } = stratifiedSplit(trainLabels, limit / trainIdx.length, seed + 1, numClasses);
-    trainIdx = Int32Array.from(picked.subarray(0, limit), (j) => trainIdx[j]);
-  }
-  if (trainIdx.length === 0) throw new UnprocessableError('dataset_too_small', 'No training samples remain after the validation split; lower dataset.validationSplit or add data.', '/dataset/validationSplit');
-
-  const shape = loaded.shape.slice(1);
-  const perSample = shape.reduce((a, b) => a * b, 1);
-  const classification = target.task === 'classification';
-  const toSplit = (images: Float32Array, labels: Int32Array, idx: Int32Array | null): Split => {
-    if (!idx) return { x: { data: images, shape: [labels.length, ...shape] }, labels: classification ? labels : null };
-    const x = new Float32Array(idx.length * perSample);
-    const y = new Int32Array(idx.length);
-    idx.forEach((i, k) => {
-      x.set(images.subarray(i * perSample, (i + 1) * perSample), k * perSample);
-      y[k] = labels[i];
+  const stores: SampleStore[] = [];
+  const open = async (split: 'train' | 'test') => {
+    const { store, origin } = await openSamples(ctx.layout, spec.dataset.name, {
+      split,
+      inputShape: target.inputShape,
+      resize: preprocess.resize,
+      limits: ctx.datasetLimits,
+      shardBytes: ctx.sampleCacheShardBytes ?? DEFAULT_SHARD_BYTES,
+      onBuild: (done, total) => ctx.onProgress?.({ phase: 'decoding', epoch: 0, epochs: resolveTraining(spec).epochs, batch: done, batches: total, loss: null, accuracy: null, valLoss: null, valAccuracy: null }),
     });
-    return { x: { data: x, shape: [idx.length, ...shape] }, labels: classification ? y : null };
+    stores.push(store);
+    if (origin.source === 'cache-built') await ctx.onEvent?.(`Decoded the ${split} split once into the sample cache (${store.count} images in ${origin.decodeSeconds.toFixed(1)} s); later jobs at this input shape read it.`, { sampleCache: origin });
+    ctx.log?.('samples', { split, ...origin, count: store.count });
+    return store;
   };
+  try {
+    const store = await open('train');
+    const labels = store.labels;
+    const fraction = spec.dataset.validationSplit ?? DEFAULT_VALIDATION_SPLIT;
+    let trainIdx: Int32Array;
+    let valIdx: Int32Array;
+    if (fraction > 0) {
+      ({ trainIdx, valIdx } = stratifiedSplit(labels, fraction, seed, numClasses));
+    } else {
+      trainIdx = Int32Array.from({ length: labels.length }, (_, i) => i);
+      valIdx = new Int32Array(0);
+    }
+    const limit = spec.dataset.limit;
+    if (limit !== undefined && limit < trainIdx.length) {
+      const trainLabels = Int32Array.from(trainIdx, (i) => labels[i]);
+      const { valIdx: picked } = stratifiedSplit(trainLabels, limit / trainIdx.length, seed + 1, numClasses);
+      trainIdx = Int32Array.from(picked.subarray(0, limit), (j) => trainIdx[j]);
+    }
+    if (trainIdx.length === 0) throw new UnprocessableError('dataset_too_small', 'No training samples remain after the validation split; lower dataset.validationSplit or add data.', '/dataset/validationSplit');
 
-  const trainSplit = toSplit(loaded.images, loaded.labels, trainIdx);
-  const val = valIdx.length > 0 ? toSplit(loaded.images, loaded.labels, valIdx) : null;
-  let test: Split | null = null;
-  if (hasTest) {
-    const t = await loadDataset(ctx.layout, spec.dataset.name, { inputShape: target.inputShape, split: 'test', limits: ctx.datasetLimits });
-    test = toSplit(t.images, t.labels, null);
+    const classification = target.task === 'classification';
+    const view = (from: SampleStore, idx: Int32Array | null): Split => ({
+      x: scaledRows(from, idx, preprocess),
+      labels: classification ? (idx ? Int32Array.from(idx, (i) => from.labels[i]) : from.labels) : null,
+    });
+    const test = hasTest ? view(await open('test'), null) : null;
+    return { train: view(store, trainIdx), val: valIdx.length > 0 ? view(store, valIdx) : null, test, classes: store.classes, stores };
+  } catch (err) {
+    await Promise.all(stores.map((s) => s.close()));
+    throw err;
   }
-  return { train: trainSplit, val, test, classes: loaded.classes };
 }
 
 function round(v: number, digits = 3): number {

@@ -3,8 +3,12 @@ import { GraftError, UnprocessableError } from '../../src/errors';
 import { Random, shuffleInPlace } from './data/random';
 import { evaluate, type Metrics } from './evaluate';
 import type { EpochMetrics, ResumeState, TrainingPosition } from './training-state';
-import { count, oneHotRows, rows, type Split } from './host-data';
-import { extractFeatures, featureBytes, planFeatureSplit } from './feature-cache';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { augments, type Augment } from '../../src/spec/preprocess';
+import { augmentBatch, augmentRandom } from './data/augment';
+import { closeSplit, count, inferenceBatch, type Split } from './host-data';
+import { extractFeatures, featureBytes, planFeatureSplit, type FeatureDestination } from './feature-cache';
 import { correctCount, lossFor, type LossFn } from './losses';
 import type { TargetModel } from './model';
 
@@ -40,8 +44,19 @@ export interface TrainOptions {
   earlyStopping?: { patience: number; minDelta?: number };
   maxRuntimeSeconds?: number;
   select: 'last' | 'best';
-  /** Largest feature cache allowed; 0 turns caching off. */
+  /** Largest feature cache held in memory; 0 turns caching off. */
   featureCacheMaxBytes: number;
+  /** Largest feature cache spilled to a file in `spillDir` when memory is not enough; 0/absent = never spill. */
+  featureCacheDiskMaxBytes?: number;
+  spillDir?: string;
+  /** Random augmentation per batch (turns feature caching off: it changes the frozen prefix's input). */
+  augment?: Augment;
+  /** Width of the scaled input range (1 for unit, 2 for symmetric): brightness is a fraction of it. */
+  inputRange?: number;
+  /** Batches read ahead of the one training (default 2). */
+  prefetchBatches?: number;
+  /** Something the user should know (e.g. why the feature cache is off). */
+  onWarning?(message: string): Promise<void> | void;
   signal?: AbortSignal;
   /** Aborted when the worker shuts down: checkpoint at the next batch boundary, then stop. */
   interrupt?: AbortSignal;
@@ -59,6 +74,9 @@ export interface TrainResult {
   stoppedEarly: boolean;
   bestEpoch: number | null;
   featureCache: boolean;
+  /** Where the feature cache lived, or null without one; `featureCacheReason` says why not when it was wanted. */
+  featureCacheMode: 'memory' | 'disk' | null;
+  featureCacheReason: string | null;
   /** Wall-clock seconds of the whole training phase (caching included). */
   seconds: number;
   samplesPerSecond: number;
@@ -66,7 +84,6 @@ export interface TrainResult {
 }
 
 const MOMENTUM = 0.9;
-const EVAL_BATCH = 512;
 
 /** The worker is shutting down; the position was checkpointed and another worker continues. */
 export class JobInterruptedError extends Error {
@@ -109,6 +126,16 @@ interface TrainingInputs {
   train: Split;
   val: Split | null;
   useCache: boolean;
+  cacheMode: 'memory' | 'disk' | null;
+  cacheReason: string | null;
+  /** Feature splits this run created (and must close: a spilled cache deletes its files). */
+  owned: Split[];
+}
+
+/** One batch's host data, read ahead of its step. */
+interface HostBatch {
+  x: Float32Array;
+  y: Float32Array;
 }
 
 /** One optimizer per learning-rate multiplier, with the variables it updates. */
@@ -122,7 +149,7 @@ export async function train(target: TargetModel, trainSplit: Split, valSplit: Sp
   try {
     return await run.run(trainSplit, valSplit);
   } finally {
-    run.dispose();
+    await run.dispose();
   }
 }
 
@@ -138,6 +165,7 @@ class TrainingRun {
   /** Weights of the best epoch so far (output.select "best"). */
   private snapshot: tf.Tensor[] | null = null;
   private pos!: TrainingPosition;
+  private owned: Split[] = [];
 
   constructor(
     private readonly target: TargetModel,
@@ -152,6 +180,7 @@ class TrainingRun {
   async run(trainSplit: Split, valSplit: Split | null): Promise<TrainResult> {
     const { opts, target } = this;
     const inputs = await this.inputs(trainSplit, valSplit);
+    this.owned = inputs.owned;
     this.createOptimizers(inputs.model);
     const resume = await this.start();
     let stoppedEarly = false;
@@ -179,15 +208,19 @@ class TrainingRun {
       stoppedEarly,
       bestEpoch: this.pos.bestEpoch,
       featureCache: inputs.useCache,
+      featureCacheMode: inputs.cacheMode,
+      featureCacheReason: inputs.cacheReason,
       seconds: (performance.now() - this.started) / 1000,
       samplesPerSecond: this.pos.samplesSeen / Math.max(this.pos.trainSeconds, 1e-9),
       resumedFrom: resume ? { epoch: resume.position.epoch, batch: resume.position.batch } : null,
     };
   }
 
-  dispose(): void {
+  async dispose(): Promise<void> {
     this.snapshot?.forEach((t) => t.dispose());
     this.optimizers.forEach((o) => o.dispose());
+    for (const split of this.owned) await closeSplit(split);
+    this.owned = [];
   }
 
   /** Cancellation and the runtime budget, checked between batches. */
@@ -201,21 +234,50 @@ class TrainingRun {
     }
   }
 
-  /** Feature cache: train the suffix on precomputed prefix outputs when that is exact. */
+  /**
+   * Feature cache: train the suffix on precomputed prefix outputs when that is exact. In memory
+   * up to featureCacheMaxBytes, spilled to a file up to featureCacheDiskMaxBytes, else off.
+   */
   private async inputs(trainSplit: Split, valSplit: Split | null): Promise<TrainingInputs> {
     const { opts, target, n } = this;
-    const split = opts.featureCacheMaxBytes > 0 ? planFeatureSplit(target.model) : null;
-    const useCache = split !== null && featureBytes(split, n + (valSplit ? count(valSplit.x) : 0)) <= opts.featureCacheMaxBytes;
-    if (!useCache) return { model: target.model, train: trainSplit, val: valSplit, useCache };
-    const report = (done: number) => opts.onBatch?.({ phase: 'caching', epoch: 0, epochs: opts.epochs, batch: Math.ceil(done / EVAL_BATCH), batches: Math.ceil(n / EVAL_BATCH), loss: null, accuracy: null, samplesPerSecond: null });
-    const features = await extractFeatures(split.prefix, trainSplit.x, EVAL_BATCH, async (done) => {
-      this.checkAbort();
-      await report(done);
-    });
-    // A reconstruction target stays the original input; only the network's input changes.
-    const train = { x: features, labels: trainSplit.labels, target: trainSplit.x };
-    const val = valSplit ? { x: await extractFeatures(split.prefix, valSplit.x, EVAL_BATCH), labels: valSplit.labels, target: valSplit.x } : null;
-    return { model: split.suffix, train, val, useCache };
+    const plain = async (cacheReason: string | null): Promise<TrainingInputs> => {
+      if (cacheReason) await opts.onWarning?.(`Feature caching is off: ${cacheReason}.`);
+      return { model: target.model, train: trainSplit, val: valSplit, useCache: false, cacheMode: null, cacheReason, owned: [] };
+    };
+    if (opts.featureCacheMaxBytes <= 0) return plain(null);
+    const split = planFeatureSplit(target.model);
+    if (!split) return plain(null);
+    if (augments(opts.augment)) return plain('training.augment changes the frozen prefix\'s input every epoch, so its features cannot be computed once');
+    const bytes = featureBytes(split, n + (valSplit ? count(valSplit.x) : 0));
+    const disk = opts.featureCacheDiskMaxBytes ?? 0;
+    let mode: 'memory' | 'disk';
+    if (bytes <= opts.featureCacheMaxBytes) mode = 'memory';
+    else if (bytes <= disk && opts.spillDir) mode = 'disk';
+    else return plain(`the features would take ${Math.ceil(bytes / 2 ** 20)} MB, above FEATURE_CACHE_MAX_MB${disk > 0 ? ' and FEATURE_CACHE_DISK_MAX_MB' : ''}`);
+    if (mode === 'disk') await fs.mkdir(opts.spillDir!, { recursive: true });
+    const destination = (which: string): FeatureDestination => (mode === 'memory' ? { kind: 'memory' } : { kind: 'file', file: path.join(opts.spillDir!, `features-${which}.f32`) });
+    const batch = inferenceBatch(trainSplit.x);
+    const report = (done: number) => opts.onBatch?.({ phase: 'caching', epoch: 0, epochs: opts.epochs, batch: Math.ceil(done / batch), batches: Math.ceil(n / batch), loss: null, accuracy: null, samplesPerSecond: null });
+    const owned: Split[] = [];
+    try {
+      const features = await extractFeatures(split.prefix, trainSplit.x, batch, async (done) => {
+        this.checkAbort();
+        await report(done);
+      }, destination('train'));
+      // A reconstruction target stays the original input; only the network's input changes.
+      const train: Split = { x: features, labels: trainSplit.labels, target: trainSplit.x };
+      owned.push({ x: features, labels: null });
+      let val: Split | null = null;
+      if (valSplit) {
+        const valFeatures = await extractFeatures(split.prefix, valSplit.x, inferenceBatch(valSplit.x), () => this.checkAbort(), destination('val'));
+        owned.push({ x: valFeatures, labels: null });
+        val = { x: valFeatures, labels: valSplit.labels, target: valSplit.x };
+      }
+      return { model: split.suffix, train, val, useCache: true, cacheMode: mode, cacheReason: null, owned };
+    } catch (err) {
+      for (const o of owned) await closeSplit(o);
+      throw err;
+    }
   }
 
   /** One optimizer per learning-rate multiplier. */
@@ -255,8 +317,53 @@ class TrainingRun {
 
   /** The remaining batches of the epoch in progress, in the shuffled `order`. */
   private async trainEpoch(inputs: TrainingInputs, order: Int32Array, epochStart: number): Promise<void> {
-    const { opts, batches, classification } = this;
+    const { opts, batches } = this;
     const epoch = this.pos.epoch;
+    const indices = (b: number) => order.subarray(b * opts.batchSize, Math.min(this.n, (b + 1) * opts.batchSize));
+    // Reads run ahead on libuv's threads while the step computes: the disk is not on the critical path.
+    const ahead = new Map<number, Promise<HostBatch>>();
+    const fetch = (b: number) => {
+      if (b >= batches || ahead.has(b)) return;
+      const p = this.readBatch(inputs, indices(b));
+      p.catch(() => undefined); // awaited (and thrown) when its turn comes
+      ahead.set(b, p);
+    };
+    const depth = Math.max(0, opts.prefetchBatches ?? 2);
+    try {
+      await this.epochBatches(inputs, epoch, epochStart, indices, (b) => {
+        for (let k = b; k <= b + depth; k++) fetch(k);
+        const p = ahead.get(b)!;
+        ahead.delete(b);
+        return p;
+      });
+    } finally {
+      // Let reads still in flight finish before their files may be closed.
+      await Promise.allSettled(ahead.values());
+    }
+    this.pos.trainSeconds += (performance.now() - epochStart) / 1000;
+  }
+
+  /** Rows and targets of one batch, on the host. */
+  private async readBatch(inputs: TrainingInputs, idx: Int32Array): Promise<HostBatch> {
+    const { train } = inputs;
+    const x = await train.x.read(idx);
+    if (this.classification) {
+      const classes = this.opts.classes;
+      const y = new Float32Array(idx.length * classes);
+      for (let k = 0; k < idx.length; k++) y[k * classes + train.labels![idx[k]]] = 1;
+      return { x, y };
+    }
+    return { x, y: train.target && train.target !== train.x ? await train.target.read(idx) : x };
+  }
+
+  private async epochBatches(
+    inputs: TrainingInputs,
+    epoch: number,
+    epochStart: number,
+    indices: (b: number) => Int32Array,
+    batchAt: (b: number) => Promise<HostBatch>,
+  ): Promise<void> {
+    const { opts, batches, classification } = this;
     for (let b = this.pos.batch; b < batches; b++) {
       if (opts.interrupt?.aborted) {
         // Hand-over (worker shutting down): save the exact position, then stop.
@@ -265,8 +372,8 @@ class TrainingRun {
         throw new JobInterruptedError(epoch, b);
       }
       this.checkAbort();
-      const idx = order.subarray(b * opts.batchSize, Math.min(this.n, (b + 1) * opts.batchSize));
-      const stats = this.step(inputs, idx);
+      const idx = indices(b);
+      const stats = this.step(inputs, idx, await batchAt(b), epoch, b);
       const [batchLoss, hits, broken] = await stats.data();
       stats.dispose();
       if (!Number.isFinite(batchLoss) || broken > 0) {
@@ -289,16 +396,24 @@ class TrainingRun {
       });
       await yieldToEventLoop();
     }
-    this.pos.trainSeconds += (performance.now() - epochStart) / 1000;
   }
 
   /** One optimisation step on the rows `idx`; returns [loss, correct predictions, 1 if outputs are not finite]. */
-  private step(inputs: TrainingInputs, idx: Int32Array): tf.Tensor {
+  private step(inputs: TrainingInputs, idx: Int32Array, batch: HostBatch, epoch: number, b: number): tf.Tensor {
     const { classification, lossFn, opts } = this;
     const { model, train } = inputs;
+    const featureShape = train.x.shape.slice(1);
+    const targetShape = classification ? [opts.classes] : (train.target ?? train.x).shape.slice(1);
     return tf.tidy(() => {
-      const xb = rows(train.x, idx);
-      const yb = classification ? oneHotRows(train.labels!, idx, opts.classes) : rows(train.target ?? train.x, idx);
+      let xb = tf.tensor(batch.x, [idx.length, ...featureShape]);
+      let yb = tf.tensor(batch.y, [idx.length, ...targetShape]);
+      if (augments(opts.augment)) {
+        // Seeded by (seed, epoch, batch) alone: a resumed run draws exactly what an uninterrupted one did.
+        const augmented = augmentBatch(xb as tf.Tensor4D, opts.augment!, augmentRandom(opts.seed, epoch, b), opts.inputRange ?? 1);
+        // A reconstruction target is the same image, transformed the same way.
+        if (!classification && batch.y === batch.x) yb = augmented;
+        xb = augmented;
+      }
       let pred: tf.Tensor | null = null;
       const { value, grads } = tf.variableGrads(() => {
         pred = tf.keep(model.apply(xb, { training: true }) as tf.Tensor);
@@ -320,7 +435,7 @@ class TrainingRun {
   private async finishEpoch(inputs: TrainingInputs, epochStart: number): Promise<EpochMetrics> {
     const { opts, n, classification, pos } = this;
     let valMetrics: Metrics | null = null;
-    if (inputs.val) valMetrics = await evaluate(inputs.model, inputs.val, { lossFn: this.lossFn, batchSize: EVAL_BATCH, classes: opts.classes, withConfusion: false });
+    if (inputs.val) valMetrics = await evaluate(inputs.model, inputs.val, { lossFn: this.lossFn, batchSize: inferenceBatch(inputs.val.x), classes: opts.classes, withConfusion: false });
     const metrics: EpochMetrics = {
       epoch: pos.epoch,
       loss: pos.lossSum / n,

@@ -36,6 +36,8 @@ export const DatasetDescriptionSchema = Type.Object(
     }),
     numClasses: Type.Integer({ minimum: 1 }),
     splits: Type.Object({ train: SplitSchema, test: Type.Optional(SplitSchema) }, { additionalProperties: false }),
+    classBalance: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: 0 }), { description: 'Training samples per class name.' })),
+    warnings: Type.Optional(Type.Array(Type.String(), { description: 'E.g. heavy class imbalance (largest class more than 10x the smallest).' })),
     sizeBytes: Type.Integer({ minimum: 0, description: 'Bytes of all files in the dataset folder.' }),
     createdAt: Type.String({ format: 'date-time' }),
   },

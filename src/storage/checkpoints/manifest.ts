@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox';
+import { PreprocessSchema } from '../../spec/preprocess';
 
 /**
  * manifest.json: the lineage and integrity record graft writes beside every checkpoint it
@@ -65,6 +66,7 @@ export const CheckpointManifestSchema = Type.Object(
     frozen: Type.Optional(Type.Array(Type.String(), { description: 'Layers trained with trainable = false.' })),
     lrMultipliers: Type.Optional(Type.Record(Type.String(), Type.Number(), { description: 'Learning-rate multipliers as the job applied them.' })),
     backend: Type.Optional(Type.String({ description: 'tensorflow | wasm | cpu' })),
+    preprocess: Type.Optional(PreprocessSchema),
     metrics: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     history: Type.Optional(
       Type.Array(Type.Record(Type.String(), Type.Union([Type.Number(), Type.Null()])), { description: 'One entry per epoch (loss, accuracy, valLoss...); null = not a number.' }),

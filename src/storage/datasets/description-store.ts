@@ -17,7 +17,8 @@ import type { DatasetContent } from './types';
  * under the same name (an image replaced inside a class folder) is not noticed: datasets are
  * meant to be uploaded whole, not edited; re-upload or touch the folder after such an edit.
  */
-const FORMAT_VERSION = 1;
+/** 2: descriptions carry classBalance and warnings (issue 13); older ones are recomputed. */
+const FORMAT_VERSION = 2;
 
 /** Relative path → "inode:mtimeMs:size". */
 export type Fingerprint = Record<string, string>;

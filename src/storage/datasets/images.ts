@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import type { ResizePolicy } from '../../spec/preprocess';
 import type { DatasetLimits, ImageShape } from './types';
 
 /**
@@ -11,7 +12,7 @@ import type { DatasetLimits, ImageShape } from './types';
 export class ImageTooLargeError extends Error {}
 
 /** An image opened under the budgets; `meta` is its header, already checked. */
-async function openImage(file: string, limits: DatasetLimits, opts: sharp.SharpOptions = {}): Promise<{ image: sharp.Sharp; meta: sharp.Metadata }> {
+async function openImage(file: string | Buffer, limits: DatasetLimits, opts: sharp.SharpOptions = {}): Promise<{ image: sharp.Sharp; meta: sharp.Metadata }> {
   // The header alone (no pixels) says the size, so the budgets below can name what was exceeded;
   // sharp's own limit, on the decoding instance, backs them up.
   const meta = await sharp(file, { limitInputPixels: false }).metadata();
@@ -44,14 +45,15 @@ export async function checkDecodes(file: string, limits: DatasetLimits): Promise
 
 /**
  * Decodes one image file to `shape` ([height, width, channels], channels 1 or 3) as 8-bit
- * interleaved pixels. The image is stretched to the target size without keeping its aspect
- * ratio (as Keras' image_dataset_from_directory does by default), so no pixel is cropped away
- * and no padding is invented; EXIF orientation is applied first, alpha is dropped.
+ * interleaved pixels, resized by `resize`: `stretch` ignores the aspect ratio (as Keras'
+ * image_dataset_from_directory does by default: nothing cropped, nothing invented), `crop` keeps
+ * the centre at the target's aspect ratio, `pad` fits the whole image and fills the rest with
+ * black. EXIF orientation is applied first, alpha is dropped; GIF and TIFF give their first page.
  */
-export async function decodeImage(file: string, shape: ImageShape, limits: DatasetLimits): Promise<Buffer> {
+export async function decodeImage(file: string | Buffer, shape: ImageShape, limits: DatasetLimits, resize: ResizePolicy = 'stretch'): Promise<Buffer> {
   const [height, width, channels] = shape;
   const { image } = await openImage(file, limits);
-  let img = image.autoOrient().resize(width, height, { fit: 'fill' }).removeAlpha();
+  let img = image.autoOrient().resize(width, height, RESIZE_OPTIONS[resize]).removeAlpha();
   img = channels === 1 ? img.grayscale() : img.toColourspace('srgb');
   // depth 'uchar': 16-bit PNGs would otherwise come out as 16-bit samples.
   const { data, info } = await img.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
@@ -60,3 +62,9 @@ export async function decodeImage(file: string, shape: ImageShape, limits: Datas
   }
   return data;
 }
+
+const RESIZE_OPTIONS: Record<ResizePolicy, sharp.ResizeOptions> = {
+  stretch: { fit: 'fill' },
+  crop: { fit: 'cover', position: 'centre' },
+  pad: { fit: 'contain', position: 'centre', background: { r: 0, g: 0, b: 0, alpha: 1 } },
+};

@@ -16,3 +16,6 @@ export { locateDataset, scanDataset } from './scan';
 export { DatasetCatalog, describeDatasetFolder, type DatasetDescription, type DatasetSummary } from './catalog';
 export { validateDatasetFolder } from './validate';
 export { loadDataset, type LoadOptions } from './load';
+export { openSplit } from './load';
+export { openSamples, contentStamp, CACHE_DIR, type SampleStore, type SampleStoreOrigin, type OpenSamplesOptions } from './sample-cache';
+export { decodeImage, ImageTooLargeError } from './images';

@@ -23,6 +23,6 @@ export async function scanDataset(dir: string, name: string): Promise<DatasetFil
     if (files) return files;
   }
   const nouns = DATASET_FORMATS.map((f) => f.noun);
-  const none = nouns.length === 2 ? `neither ${nouns[0]} nor ${nouns[1]}` : `none of: ${nouns.join(', ')}`;
+  const none = nouns.length >= 2 ? `neither ${nouns.slice(0, -1).join(', ')} nor ${nouns[nouns.length - 1]}` : `no ${nouns[0]}`;
   throw datasetInvalid(name, `it holds ${none}. ${EXPECTED_FILES}`);
 }

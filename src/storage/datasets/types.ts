@@ -1,5 +1,6 @@
 import type { Dirent } from 'node:fs';
 import { UnprocessableError } from '../../errors';
+import type { ResizePolicy } from '../../spec/preprocess';
 
 /**
  * What every dataset format shares: the files a scan found, the content a description reports,
@@ -43,14 +44,39 @@ export interface DatasetContent {
   classes: string[];
   numClasses: number;
   splits: { train: SplitCounts; test?: SplitCounts };
+  /** Class balance of the training split: samples per class by name, for a glance at the data. */
+  classBalance?: Record<string, number>;
+  /** Things the user should know that do not make the dataset unusable (heavy class imbalance). */
+  warnings?: string[];
+}
+
+/** A class this many times larger than the smallest one is worth a warning: accuracy stops meaning much. */
+export const IMBALANCE_WARNING_RATIO = 10;
+
+/** The training split's class balance and any warning about it, for a format's describe(). */
+export function classBalance(classes: string[], perClass: number[]): Pick<DatasetContent, 'classBalance' | 'warnings'> {
+  const balance = Object.fromEntries(classes.map((c, i) => [c, perClass[i]]));
+  const max = Math.max(...perClass);
+  const min = Math.min(...perClass);
+  const warnings: string[] = [];
+  if (classes.length > 1 && (min === 0 || max / min > IMBALANCE_WARNING_RATIO)) {
+    const big = classes[perClass.indexOf(max)];
+    const small = classes[perClass.indexOf(min)];
+    warnings.push(
+      min === 0
+        ? `Class "${small}" has no training samples while "${big}" has ${max}: the model cannot learn it.`
+        : `Heavy class imbalance: "${big}" has ${max} training samples, "${small}" only ${min} (${Math.round(max / min)}x, above ${IMBALANCE_WARNING_RATIO}x). Accuracy will flatter a model that favours the large classes; consider per-class accuracy, more data, or a balanced subset.`,
+    );
+  }
+  return { classBalance: balance, warnings };
 }
 
 export interface LoadRequest {
   /** The model's input; null = the dataset's own shape. */
   inputShape: ImageShape | null;
   split: SplitName;
-  /** At most this many samples, taken from the start of the split. */
-  limit?: number;
+  /** How images are brought to `inputShape` (formats that never resample ignore it). */
+  resize?: ResizePolicy;
 }
 
 export interface LoadedDataset {
@@ -60,6 +86,25 @@ export interface LoadedDataset {
   /** Class index per sample. */
   labels: Int32Array;
   classes: string[];
+}
+
+/** Receives sample `index` of a split as uint8 HWC pixels; calls may come in any order. */
+export type SampleSink = (index: number, pixels: Uint8Array) => Promise<void> | void;
+
+/**
+ * A split ready to be decoded: what it holds is known from headers and listings, the pixels
+ * come from `decodeAll`, one sample at a time, so nothing needs the whole split in memory.
+ */
+export interface SplitReader {
+  count: number;
+  shape: ImageShape;
+  /** Class index per sample, in sample order. */
+  labels: Int32Array;
+  classes: string[];
+  /** True when decoding is costly (image files) and worth caching; false for data stored as pixels (IDX). */
+  costly: boolean;
+  /** Decodes samples 0 .. limit-1 (default: all) into `sink`. */
+  decodeAll(sink: SampleSink, limit?: number): Promise<void>;
 }
 
 export interface DetectContext {
@@ -90,8 +135,8 @@ export interface DatasetFormat<F extends DatasetFiles = DatasetFiles> {
   describe(files: F, limits: DatasetLimits): Promise<DatasetContent>;
   /** Everything a training job will read must be readable now (the upload check; runs in the untrusted-work pool). */
   validate(files: F, limits: DatasetLimits): Promise<void>;
-  /** A split as plain typed arrays (no TensorFlow), resized or checked against `req.inputShape`. */
-  load(files: F, req: LoadRequest, limits: DatasetLimits): Promise<LoadedDataset>;
+  /** A split, resized or checked against `req.inputShape`, ready to be decoded sample by sample (no TensorFlow). */
+  open(files: F, req: LoadRequest, limits: DatasetLimits): Promise<SplitReader>;
 }
 
 export function datasetInvalid(name: string, message: string, details?: unknown): UnprocessableError {

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { UnprocessableError } from '../../../errors';
 import { checkIdxFile, readIdxFile, readIdxHeader } from '../../idx';
 import {
-  BYTE_TO_UNIT,
+  classBalance,
   DATASET_PARAM,
   datasetInvalid,
   displayPath,
@@ -15,7 +15,8 @@ import {
   type DetectContext,
   type ImageShape,
   type LoadRequest,
-  type LoadedDataset,
+  type SampleSink,
+  type SplitReader,
   type SplitName,
 } from '../types';
 
@@ -129,6 +130,7 @@ async function describe(files: IdxFiles, limits: DatasetLimits): Promise<Dataset
     classes: info.classes,
     numClasses: n,
     splits: { train: split(info.train), ...(info.test ? { test: split(info.test) } : {}) },
+    ...classBalance(info.classes, histogram(info.train.labels, n)),
   };
 }
 
@@ -140,7 +142,7 @@ async function validate(files: IdxFiles, limits: DatasetLimits): Promise<void> {
   }
 }
 
-async function load(files: IdxFiles, { inputShape, split, limit }: LoadRequest, limits: DatasetLimits): Promise<LoadedDataset> {
+async function open(files: IdxFiles, { inputShape, split }: LoadRequest, limits: DatasetLimits): Promise<SplitReader> {
   const info = await inspectIdx(files, limits);
   const part = info[split];
   if (!part || part.count === 0) throw splitEmpty(files.name, split);
@@ -154,19 +156,17 @@ async function load(files: IdxFiles, { inputShape, split, limit }: LoadRequest, 
       { datasetShape: info.shape, modelShape: inputShape },
     );
   }
-
-  const rel = part.files.images;
-  const images = await readIdxFile(path.join(files.dir, rel), displayPath(files, rel), limits.maxFileBytes);
-  const [count, shape] = idxImageShape(images.dims, files, rel);
-  if (count !== part.count || shape.join() !== info.shape.join()) {
-    throw datasetInvalid(files.name, `${rel} changed while it was being read; try again.`);
-  }
-  const n = Math.min(count, limit ?? count);
-  const sampleSize = shape[0] * shape[1] * shape[2];
-  const pixels = new Float32Array(n * sampleSize);
-  const bytes = images.data;
-  for (let i = 0; i < pixels.length; i++) pixels[i] = BYTE_TO_UNIT[bytes[i]];
-  return { images: pixels, shape: [n, ...shape], labels: Int32Array.from(part.labels.subarray(0, n)), classes: info.classes };
+  const decodeAll = async (sink: SampleSink, limit = part.count) => {
+    const rel = part.files.images;
+    const images = await readIdxFile(path.join(files.dir, rel), displayPath(files, rel), limits.maxFileBytes);
+    const [count, shape] = idxImageShape(images.dims, files, rel);
+    if (count !== part.count || shape.join() !== info.shape.join()) {
+      throw datasetInvalid(files.name, `${rel} changed while it was being read; try again.`);
+    }
+    const size = shape[0] * shape[1] * shape[2];
+    for (let i = 0; i < Math.min(count, limit); i++) await sink(i, images.data.subarray(i * size, (i + 1) * size));
+  };
+  return { count: part.count, shape: info.shape, labels: Int32Array.from(part.labels), classes: info.classes, costly: false, decodeAll };
 }
 
 export const idxFormat: DatasetFormat<IdxFiles> = {
@@ -176,5 +176,5 @@ export const idxFormat: DatasetFormat<IdxFiles> = {
   detect,
   describe,
   validate,
-  load,
+  open,
 };

@@ -5,7 +5,7 @@ import { forEachConcurrent } from '../../concurrency';
 import { checkDecodes, decodeImage, readImageShape } from '../images';
 import { visibleEntries } from '../entries';
 import {
-  BYTE_TO_UNIT,
+  classBalance,
   DATASET_PARAM,
   datasetInvalid,
   formatShape,
@@ -16,16 +16,18 @@ import {
   type DatasetLimits,
   type DetectContext,
   type LoadRequest,
-  type LoadedDataset,
+  type SampleSink,
+  type SplitReader,
   type SplitName,
 } from '../types';
 
 /**
- * Image folders: train/<class>/*.{png,jpg,jpeg} [+ test/<class>/*], or <class>/* directly.
+ * Image folders: train/<class>/*.{png,jpg,webp,gif,tiff} [+ test/<class>/*], or <class>/* directly.
  * A class is a folder name; images are resized to the model's input when loaded.
  */
 
-const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
+/** What sharp decodes (GIF and TIFF: their first frame/page). */
+export const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff']);
 const SPLIT_FOLDERS: readonly SplitName[] = ['train', 'test'];
 /** Channel counts an image decodes to: grayscale or RGB. */
 const IMAGE_CHANNELS = [1, 3];
@@ -35,7 +37,7 @@ const VALIDATE_CONCURRENCY = 4;
 const LOAD_CONCURRENCY = 2 * os.availableParallelism();
 
 export interface ImageFolderFiles extends DatasetFiles {
-  format: 'image-folder';
+  format: 'image-folder' | 'labels-csv';
   /** Sorted class folder names. */
   classes: string[];
   /** Image files per class (index = label), sorted. */
@@ -65,7 +67,7 @@ async function detect({ dir, name, entries, expected }: DetectContext): Promise<
   const trainPrefix = folders.includes('train') ? 'train/' : '';
   for (const [cls, files] of train) {
     // A class without training images would be an output the model can never learn.
-    if (files.length === 0) throw datasetInvalid(name, `class folder ${trainPrefix}${cls}/ holds no .png/.jpg/.jpeg images.`);
+    if (files.length === 0) throw datasetInvalid(name, `class folder ${trainPrefix}${cls}/ holds no .png/.jpg/.jpeg/.webp/.gif/.tif/.tiff images.`);
   }
   const unknown = test ? [...test.keys()].filter((c) => !train.has(c)) : [];
   if (unknown.length > 0) {
@@ -100,7 +102,7 @@ async function scanClasses(dir: string, sub: string, name: string, expected: str
   return new Map(lists);
 }
 
-async function describe(files: ImageFolderFiles, limits: DatasetLimits): Promise<DatasetContent> {
+export async function describe(files: ImageFolderFiles, limits: DatasetLimits): Promise<DatasetContent> {
   const split = (perClass: string[][]) => {
     const counts = perClass.map((f) => f.length);
     return { count: counts.reduce((a, b) => a + b, 0), perClass: counts };
@@ -113,11 +115,12 @@ async function describe(files: ImageFolderFiles, limits: DatasetLimits): Promise
     classes: files.classes,
     numClasses: files.classes.length,
     splits: { train: split(files.train), ...(files.test ? { test: split(files.test) } : {}) },
+    ...classBalance(files.classes, files.train.map((f) => f.length)),
   };
 }
 
 /** Every image of both splits fully decoded once, under the image budgets. */
-async function validate(files: ImageFolderFiles, limits: DatasetLimits): Promise<void> {
+export async function validate(files: ImageFolderFiles, limits: DatasetLimits): Promise<void> {
   const all = [...files.train.flat(), ...(files.test ?? []).flat()];
   await forEachConcurrent(all, VALIDATE_CONCURRENCY, async (rel) => {
     try {
@@ -128,11 +131,10 @@ async function validate(files: ImageFolderFiles, limits: DatasetLimits): Promise
   });
 }
 
-async function load(files: ImageFolderFiles, { inputShape, split, limit }: LoadRequest, limits: DatasetLimits): Promise<LoadedDataset> {
+export async function open(files: ImageFolderFiles, { inputShape, split, resize }: LoadRequest, limits: DatasetLimits): Promise<SplitReader> {
   const perClass = files[split];
   const samples = perClass ? interleave(perClass) : [];
   if (samples.length === 0) throw splitEmpty(files.name, split);
-  const n = Math.min(samples.length, limit ?? samples.length);
 
   // Without a model shape, use the first training image's, as describe() reports it, so the
   // train and test splits of one dataset always agree.
@@ -146,17 +148,12 @@ async function load(files: ImageFolderFiles, { inputShape, split, limit }: LoadR
       { modelShape: shape },
     );
   }
-
-  const sampleSize = shape[0] * shape[1] * shape[2];
-  const images = new Float32Array(n * sampleSize);
-  const labels = new Int32Array(n);
-  await forEachConcurrent(samples.slice(0, n), LOAD_CONCURRENCY, async ({ file, label }, i) => {
-    const bytes = await decodeImage(path.join(files.dir, file), shape, limits).catch((err) => { throw undecodable(files, file, err); });
-    const offset = i * sampleSize;
-    for (let k = 0; k < sampleSize; k++) images[offset + k] = BYTE_TO_UNIT[bytes[k]];
-    labels[i] = label;
-  });
-  return { images, shape: [n, ...shape], labels, classes: files.classes };
+  const decodeAll = (sink: SampleSink, limit = samples.length) =>
+    forEachConcurrent(samples.slice(0, limit), LOAD_CONCURRENCY, async ({ file }, i) => {
+      const bytes = await decodeImage(path.join(files.dir, file), shape, limits, resize).catch((err) => { throw undecodable(files, file, err); });
+      await sink(i, bytes);
+    });
+  return { count: samples.length, shape, labels: Int32Array.from(samples, (s) => s.label), classes: files.classes, costly: true, decodeAll };
 }
 
 /**
@@ -181,9 +178,9 @@ function undecodable(files: ImageFolderFiles, rel: string, err: unknown): Unproc
 export const imageFolderFormat: DatasetFormat<ImageFolderFiles> = {
   name: 'image-folder',
   noun: 'image folders',
-  expected: 'image folders train/<class>/*.{png,jpg,jpeg} (optionally test/<class>/*), or <class>/*.{png,jpg,jpeg}',
+  expected: 'image folders train/<class>/*.{png,jpg,webp,gif,tiff} (optionally test/<class>/*), or <class>/*.{png,jpg,webp,gif,tiff}',
   detect,
   describe,
   validate,
-  load,
+  open,
 };

@@ -1,6 +1,7 @@
 import type { DatasetFiles, DatasetFormat } from '../types';
 import { idxFormat } from './idx';
 import { imageFolderFormat } from './image-folder';
+import { labelsCsvFormat } from './labels-csv';
 
 /**
  * The dataset formats graft reads, in detection order (the first whose detect() claims a folder
@@ -8,6 +9,8 @@ import { imageFolderFormat } from './image-folder';
  */
 export const DATASET_FORMATS: readonly DatasetFormat[] = [
   idxFormat as DatasetFormat,
+  // Before image folders: its images may sit in a folder that would look like a class folder.
+  labelsCsvFormat as DatasetFormat,
   imageFolderFormat as DatasetFormat,
 ];
 
