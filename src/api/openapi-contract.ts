@@ -34,6 +34,7 @@ export const OPERATION_IDS: Record<string, string> = {
   'GET /v1/checkpoints/{name}': 'getCheckpoint',
   'DELETE /v1/checkpoints/{name}': 'deleteCheckpoint',
   'GET /v1/checkpoints/{name}/archive': 'downloadCheckpointArchive',
+  'POST /v1/checkpoints/{name}/predict': 'predictWithCheckpoint',
   'GET /v1/datasets': 'listDatasets',
   'POST /v1/datasets': 'uploadDataset',
   'GET /v1/datasets/{name}': 'getDataset',

@@ -20,6 +20,10 @@ import { FileMemo } from './file-memo';
 import { ApiMetrics, QUEUE_STATES } from './metrics';
 import { PlanCache } from './plan-cache';
 import { UntrustedPool } from './untrusted-pool';
+import { EvictionBus } from '../inference/eviction-bus';
+import { InferenceClient } from '../inference/inference-client';
+import { PredictionService } from '../inference/prediction-service';
+import { JobKeys } from '../jobs/keys';
 
 /** How long an Idempotency-Key remembers its job (clients retry within minutes, not days). */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -41,6 +45,10 @@ export interface AppDeps {
   audit: AuditSink;
   /** Prometheus metrics served at GET /metrics; pools report their saturation through `metrics.register`. */
   metrics: ApiMetrics;
+  /** Predictions with stored checkpoints, run in inference child processes (src/inference). */
+  predictions: PredictionService;
+  /** Per-request budgets of POST /v1/checkpoints/{name}/predict. */
+  predictLimits: { maxInstances: number; maxBytes: number };
 }
 
 export interface Services {
@@ -98,6 +106,30 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
     planner: poolPlanner(pool, new PlanCache(layout), config),
   });
 
+  const inference = new InferenceClient({
+    processes: config.INFERENCE_PROCESSES,
+    maxConcurrent: config.INFERENCE_MAX_CONCURRENT,
+    timeoutMs: config.INFERENCE_TIMEOUT_MS,
+    settings: {
+      backend: config.GRAFT_BACKEND,
+      batchWindowMs: config.INFERENCE_BATCH_WINDOW_MS,
+      maxBatch: config.INFERENCE_MAX_BATCH,
+      modelCache: config.INFERENCE_MODEL_CACHE,
+      imageLimits: datasetLimits(config),
+    },
+    logger: logger.child({ component: 'inference' }),
+  });
+  const evictions = new EvictionBus({
+    publisher: redis,
+    connect: () => createRedis(config.REDIS_URL),
+    channel: new JobKeys(config.QUEUE_NAME).checkpointDeletedChannel,
+    dataDir: config.DATA_DIR,
+    onEvict: (dir) => inference.evict(dir),
+    logger,
+  });
+  const predictions = new PredictionService({ checkpoints, client: inference, bus: evictions });
+  metrics.register('inference', () => ({ busy: inference.busy, queued: 0, capacity: config.INFERENCE_MAX_CONCURRENT }));
+
   let closing: Promise<void> | null = null;
   return {
     layout,
@@ -112,6 +144,8 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       checkpoints,
       datasets,
       metrics,
+      predictions,
+      predictLimits: { maxInstances: config.PREDICT_MAX_INSTANCES, maxBytes: config.PREDICT_MAX_BYTES },
       // TODO(issue 11): the key store and the Redis audit log replace these two.
       auth: authenticatorFor(config),
       audit: { record: async () => undefined },
@@ -130,7 +164,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
     close() {
       closing ??= (async () => {
         await events.close();
-        await Promise.all([queue.close(), pool.close()]);
+        await Promise.all([queue.close(), pool.close(), inference.close(), evictions.close()]);
         const conn = queue.queue.opts.connection as { quit?: () => Promise<unknown> } | undefined;
         await Promise.allSettled([redis.quit(), conn?.quit?.()]);
       })();

@@ -14,6 +14,7 @@ import { JOB_STATUSES, type JobStatus } from './types';
  *   graft:<q>:output:<name>     the job (or upload) that will write checkpoint <name>
  *   graft:<q>:cancel:<id>       set when a cancel was requested; lives until the job ends
  *   graft:<q>:cancel            pub/sub channel: cancel requests to the worker holding a job
+ *   graft:<q>:checkpoint-deleted  pub/sub channel: a deleted checkpoint's folder, so every API process evicts its model
  *   graft:<q>:events:<id>       stream: the job's journal; expires with the record
  *   graft:<q>:expiries          zset: finished job ids by the time (ms) their record expires
  *   graft:<q>:idempotency:<h>   an Idempotency-Key and the job it created
@@ -57,6 +58,10 @@ export class JobKeys {
 
   cancel(id: string): string {
     return `${this.prefix}:cancel:${id}`;
+  }
+
+  get checkpointDeletedChannel(): string {
+    return `${this.prefix}:checkpoint-deleted`;
   }
 
   get cancelChannel(): string {

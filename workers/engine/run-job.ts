@@ -4,6 +4,7 @@ import { DEFAULT_OUTPUT_SELECT, DEFAULT_VALIDATION_SPLIT, resolveTraining, type 
 import { DatasetCatalog, type DatasetLimits } from '../../src/storage/datasets';
 import type { DataLayout } from '../../src/storage/layout';
 import type { BackendName } from '../../src/spec/backends';
+import type { Preprocess } from '../../src/storage/checkpoints';
 import { readCheckpoint, saveCheckpoint, type CheckpointManifest } from './checkpoint-io';
 import { loadDataset } from './data';
 import { stratifiedSplit } from './data/random';
@@ -177,6 +178,7 @@ async function saveOutcome(spec: JobSpec, ctx: RunContext, target: TargetModel, 
     jobType: spec.type,
     task: target.task,
     inputShape: target.inputShape,
+    ...preprocessRecord(target.inputShape),
     labels: target.task === 'classification' ? classes : undefined,
     spec: spec as unknown as Record<string, unknown>,
     source: spec.source
@@ -246,6 +248,12 @@ async function prepareData(spec: JobSpec, ctx: RunContext, target: TargetModel, 
     test = toSplit(t.images, t.labels, null);
   }
   return { train: trainSplit, val, test, classes: loaded.classes };
+}
+
+/** What the data loaders did to this input shape (src/storage/datasets: stretch, channels, bytes / 255). */
+function preprocessRecord(inputShape: readonly number[]): { preprocess?: Preprocess } {
+  const channels = inputShape[2];
+  return inputShape.length === 3 && (channels === 1 || channels === 3) ? { preprocess: { resize: 'stretch', channels, scaling: 'unit' } } : {};
 }
 
 function round(v: number, digits = 3): number {

@@ -4,6 +4,7 @@ import type { AppDeps } from '../services';
 import { checkpointRoutes } from './checkpoints';
 import { datasetRoutes } from './datasets';
 import { jobRoutes } from './jobs';
+import { predictRoutes } from './predict';
 import { uploadRoutes } from './uploads';
 
 /**
@@ -19,6 +20,7 @@ export const v1Routes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLim
   });
   await app.register(jobRoutes, { deps, limits });
   await app.register(checkpointRoutes, { deps });
+  await app.register(predictRoutes, { deps });
   await app.register(datasetRoutes, { deps });
   await app.register(uploadRoutes, { deps });
 };

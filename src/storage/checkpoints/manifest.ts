@@ -47,6 +47,28 @@ const SourceSchema = Type.Object({
   ),
 });
 
+/**
+ * How a checkpoint's inputs were preprocessed in training (issue 13's field names), so prediction
+ * prepares an image exactly as training did. Today's training stretches every image to the input
+ * size (no crop, no padding), decodes to the input's channels and scales bytes to [0, 1]; a
+ * checkpoint without the record reads as that (`preprocessOf`).
+ */
+export const PreprocessSchema = Type.Object(
+  {
+    resize: Type.Literal('stretch', { description: 'stretch: resized to the input size without keeping the aspect ratio.' }),
+    channels: Type.Union([Type.Literal(1), Type.Literal(3)], { description: '1 = grayscale, 3 = sRGB (alpha dropped).' }),
+    scaling: Type.Literal('unit', { description: 'unit: pixel bytes divided by 255, to [0, 1].' }),
+  },
+  { additionalProperties: false, description: 'How training preprocessed its inputs; prediction of image files repeats it.' },
+);
+export type Preprocess = Static<typeof PreprocessSchema>;
+
+/** The checkpoint's record, or the one every checkpoint written before the record existed had. */
+export function preprocessOf(manifest: Pick<CheckpointManifest, 'preprocess' | 'inputShape'> | null): Preprocess {
+  if (manifest?.preprocess) return manifest.preprocess;
+  return { resize: 'stretch', channels: manifest?.inputShape?.[2] === 3 ? 3 : 1, scaling: 'unit' };
+}
+
 export const JOB_TYPES = ['pretrain', 'transfer', 'upload'] as const;
 export const TASKS = ['classification', 'reconstruction'] as const;
 
@@ -59,6 +81,7 @@ export const CheckpointManifestSchema = Type.Object(
     jobType: Type.Enum([...JOB_TYPES]),
     task: Type.Optional(Type.Enum([...TASKS])),
     inputShape: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { description: 'One sample, without the batch dimension, e.g. [28, 28, 1].' })),
+    preprocess: Type.Optional(PreprocessSchema),
     labels: Type.Optional(Type.Array(Type.String(), { description: 'Class names, index = output unit.' })),
     spec: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'The job spec that produced this checkpoint.' })),
     source: Type.Optional(Type.Union([SourceSchema, Type.Null()])),

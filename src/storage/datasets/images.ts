@@ -11,7 +11,7 @@ import type { DatasetLimits, ImageShape } from './types';
 export class ImageTooLargeError extends Error {}
 
 /** An image opened under the budgets; `meta` is its header, already checked. */
-async function openImage(file: string, limits: DatasetLimits, opts: sharp.SharpOptions = {}): Promise<{ image: sharp.Sharp; meta: sharp.Metadata }> {
+async function openImage(file: string | Buffer, limits: DatasetLimits, opts: sharp.SharpOptions = {}): Promise<{ image: sharp.Sharp; meta: sharp.Metadata }> {
   // The header alone (no pixels) says the size, so the budgets below can name what was exceeded;
   // sharp's own limit, on the decoding instance, backs them up.
   const meta = await sharp(file, { limitInputPixels: false }).metadata();
@@ -43,12 +43,12 @@ export async function checkDecodes(file: string, limits: DatasetLimits): Promise
 }
 
 /**
- * Decodes one image file to `shape` ([height, width, channels], channels 1 or 3) as 8-bit
+ * Decodes one image (a file, or its bytes: a prediction request's upload) to `shape` ([height, width, channels], channels 1 or 3) as 8-bit
  * interleaved pixels. The image is stretched to the target size without keeping its aspect
  * ratio (as Keras' image_dataset_from_directory does by default), so no pixel is cropped away
  * and no padding is invented; EXIF orientation is applied first, alpha is dropped.
  */
-export async function decodeImage(file: string, shape: ImageShape, limits: DatasetLimits): Promise<Buffer> {
+export async function decodeImage(file: string | Buffer, shape: ImageShape, limits: DatasetLimits): Promise<Buffer> {
   const [height, width, channels] = shape;
   const { image } = await openImage(file, limits);
   let img = image.autoOrient().resize(width, height, { fit: 'fill' }).removeAlpha();
