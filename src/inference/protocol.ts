@@ -12,7 +12,7 @@ import type { DatasetLimits } from '../storage/datasets';
 
 /** What a prediction request carries: the JSON instances as parsed, or the bytes of image files. */
 export type PredictInput =
-  | { kind: 'arrays'; instances: unknown[] }
+  | { kind: 'arrays'; instances: (unknown[] | Float32Array)[] }
   | { kind: 'images'; images: { filename: string; bytes: Uint8Array }[] };
 
 export interface PredictTask {

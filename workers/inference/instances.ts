@@ -55,6 +55,12 @@ async function decodeUpload(bytes: Uint8Array, filename: string, inputShape: num
 /** Copies one JSON instance (nested [h][w][c] or flat) into `out`, checking every number on the way. */
 function fillFromArray(instance: unknown, shape: number[], out: Float32Array, i: number): void {
   const expected = `${shape.join('×')} = ${out.length} numbers, nested ${shape.map((d) => `[${d}]`).join('')} or flat`;
+  if (instance instanceof Float32Array) {
+    // A flat instance of finite numbers, packed by the API (src/api/routes/predict.ts).
+    if (instance.length !== out.length) throw new UnprocessableError('instance_shape_mismatch', `Instance ${i} has ${instance.length} numbers; the model's input ${JSON.stringify(shape)} needs ${expected}.`, param(i));
+    out.set(instance);
+    return;
+  }
   if (!Array.isArray(instance)) throw new ValidationError('invalid_instance', `Instance ${i} must be an array (${expected}).`, param(i));
   if (instance.length === out.length && (out.length === 0 || !Array.isArray(instance[0]))) {
     for (let k = 0; k < out.length; k++) out[k] = checkedNumber(instance[k], i, `${param(i)}/${k}`);

@@ -17,7 +17,9 @@ const backend = initBackend(settings.backend, (msg) => process.stderr.write(`[in
   return name;
 });
 const cache = new ModelCache(settings.modelCache);
-const batcher = new MicroBatcher({ windowMs: settings.batchWindowMs, maxBatch: settings.maxBatch });
+/** Predict requests received and not yet answered. */
+let predicting = 0;
+const batcher = new MicroBatcher({ windowMs: settings.batchWindowMs, maxBatch: settings.maxBatch, othersInFlight: () => predicting - 1 });
 
 async function predict(task: PredictTask): Promise<PredictOutput> {
   await backend;
@@ -51,7 +53,12 @@ function stats(): InferenceStats {
 async function handle(msg: ToChild): Promise<unknown> {
   switch (msg.op) {
     case 'predict':
-      return predict(msg.task);
+      predicting++;
+      try {
+        return await predict(msg.task);
+      } finally {
+        predicting--;
+      }
     case 'evict':
       return cache.evictDir(msg.dir);
     case 'stats':
@@ -60,7 +67,8 @@ async function handle(msg: ToChild): Promise<unknown> {
 }
 
 function reply(message: FromChild): void {
-  if (process.connected) process.send!(message);
+  // The API may close the channel while a prediction runs; the answer then has nowhere to go.
+  if (process.connected) process.send!(message, undefined, undefined, () => undefined);
 }
 
 process.on('message', (msg: ToChild) => {
@@ -78,3 +86,4 @@ process.on('message', (msg: ToChild) => {
 });
 // The API went away (or closed us): nothing is left to answer.
 process.on('disconnect', () => process.exit(0));
+process.on('error', () => undefined); // EPIPE on a channel closing under a reply: the disconnect handler exits

@@ -21,6 +21,7 @@ interface Queue {
   pending: Pending[];
   queued: number;
   timer: NodeJS.Timeout | null;
+  immediate: NodeJS.Immediate | null;
 }
 
 export interface BatchStats {
@@ -31,7 +32,8 @@ export interface BatchStats {
 
 /**
  * Dynamic micro-batching. Requests for the same model (and layer) that arrive within
- * `windowMs` of the first one run through one `model.predict` of up to `maxBatch` instances:
+ * `windowMs` of the first one (when other requests are in flight) run through one
+ * `model.predict` of up to `maxBatch` instances:
  * under concurrency the per-call overhead (kernel dispatch, IPC wake-ups) is paid once per batch
  * instead of once per image, so throughput approaches a bare batched predict. A full batch runs
  * at once, and requests that arrived while a batch ran go next without waiting another window
@@ -41,14 +43,20 @@ export class MicroBatcher {
   private readonly queues = new Map<string, Queue>();
   readonly stats: BatchStats = { batches: 0, instances: 0, batchSizes: {} };
 
-  constructor(private readonly opts: { windowMs: number; maxBatch: number }) {}
+  /**
+   * `othersInFlight`: requests this process holds besides the one arriving (decoding, loading,
+   * queued). The window is only worth waiting when there are some: a lone request (one client)
+   * runs on the next turn of the event loop instead of paying the window for nothing, and
+   * requests that arrived together (in one read of the IPC channel) still batch.
+   */
+  constructor(private readonly opts: { windowMs: number; maxBatch: number; othersInFlight?: () => number }) {}
 
   /** Predicts `count` instances (`x` = count × inputShape floats) with `predictor`, batched with other callers of `queueKey`. */
   predict(queueKey: string, predictor: tf.LayersModel, inputShape: number[], x: Float32Array, count: number): Promise<BatchOutput> {
     let queue = this.queues.get(queueKey);
     if (!queue || queue.predictor !== predictor) {
       if (queue) this.flush(queueKey, queue); // a model re-loaded under the same key: finish the old queue first
-      queue = { predictor, inputShape, pending: [], queued: 0, timer: null };
+      queue = { predictor, inputShape, pending: [], queued: 0, timer: null, immediate: null };
       this.queues.set(queueKey, queue);
     }
     const q = queue;
@@ -57,15 +65,18 @@ export class MicroBatcher {
       q.queued += count;
       if (q.queued >= this.opts.maxBatch) {
         this.flush(queueKey, q);
-      } else if (!q.timer) {
-        q.timer = setTimeout(() => this.flush(queueKey, q), this.opts.windowMs);
+      } else if (!q.timer && !q.immediate) {
+        if (this.opts.windowMs > 0 && (this.opts.othersInFlight?.() ?? 1) > 0) q.timer = setTimeout(() => this.flush(queueKey, q), this.opts.windowMs);
+        else q.immediate = setImmediate(() => this.flush(queueKey, q));
       }
     });
   }
 
   private flush(queueKey: string, q: Queue): void {
     if (q.timer) clearTimeout(q.timer);
+    if (q.immediate) clearImmediate(q.immediate);
     q.timer = null;
+    q.immediate = null;
     while (q.pending.length > 0) {
       // Whole requests up to maxBatch instances (at least one request, however large).
       const batch: Pending[] = [];
@@ -80,7 +91,7 @@ export class MicroBatcher {
         // What is left is a partial batch that has already waited: it goes in the next turn of
         // the loop, after messages that arrived meanwhile have joined it.
         this.runBatch(q, batch, size);
-        setImmediate(() => this.flush(queueKey, q));
+        q.immediate = setImmediate(() => this.flush(queueKey, q));
         return;
       }
       this.runBatch(q, batch, size);

@@ -80,11 +80,24 @@ export const predictRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async
   );
 };
 
-type JsonBody = { instances: unknown[]; top?: number; layer?: string };
+type JsonBody = { instances: unknown[][]; top?: number; layer?: string };
 
 function readJson(body: JsonBody, maxInstances: number, tooMany: (n: number) => GraftError) {
   if (body.instances.length > maxInstances) throw tooMany(body.instances.length);
-  return { input: { kind: 'arrays', instances: body.instances } satisfies PredictInput, top: body.top, layer: body.layer };
+  return { input: { kind: 'arrays', instances: body.instances.map(packed) } satisfies PredictInput, top: body.top, layer: body.layer };
+}
+
+/**
+ * A flat instance of finite numbers as a Float32Array: it crosses to the inference process as
+ * bytes instead of a structured clone of a JS array (the same float32 rounding the model input
+ * gets). Anything else goes as it is, and the inference process names what is wrong with it.
+ */
+function packed(instance: unknown[]): unknown[] | Float32Array {
+  for (let k = 0; k < instance.length; k++) {
+    const v = instance[k];
+    if (typeof v !== 'number' || !Number.isFinite(v)) return instance;
+  }
+  return Float32Array.from(instance as number[]);
 }
 
 /** The image parts of a multipart request, as bytes (decoded in the inference process, never here). */
