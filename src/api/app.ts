@@ -31,6 +31,8 @@ export type AppConfig = Pick<
   | 'KEEP_ALIVE_TIMEOUT_MS'
   | 'JOB_SPEC_MAX_BYTES'
   | 'SSE_MAX_STREAMS'
+  | 'PREDICT_MAX_INSTANCES'
+  | 'PREDICT_MAX_BYTES'
 >;
 
 /** Budgets the routes enforce, resolved once from the config. */
@@ -41,6 +43,8 @@ export interface ApiLimits {
   sseMaxStreams: number;
   /** Retry-After of a 429 or 503. */
   retryAfterSeconds: number;
+  /** POST /v1/checkpoints/{name}/predict: instances and bytes per request (PREDICT_MAX_INSTANCES, PREDICT_MAX_BYTES). */
+  predict: { maxInstances: number; maxBytes: number };
 }
 
 export interface BuildAppOptions {
@@ -132,7 +136,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   await registerDashboard(app);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, { deps: opts.deps });
-  const limits: ApiLimits = { jobSpecMaxBytes: config.JOB_SPEC_MAX_BYTES, sseMaxStreams: config.SSE_MAX_STREAMS, retryAfterSeconds: config.PRESSURE_RETRY_AFTER_SECONDS };
+  const limits: ApiLimits = { jobSpecMaxBytes: config.JOB_SPEC_MAX_BYTES, sseMaxStreams: config.SSE_MAX_STREAMS, retryAfterSeconds: config.PRESSURE_RETRY_AFTER_SECONDS, predict: { maxInstances: config.PREDICT_MAX_INSTANCES, maxBytes: config.PREDICT_MAX_BYTES } };
   await app.register(v1Routes, { deps: opts.deps, limits, prefix: '/v1' });
   return app;
 }

@@ -47,8 +47,6 @@ export interface AppDeps {
   metrics: ApiMetrics;
   /** Predictions with stored checkpoints, run in inference child processes (src/inference). */
   predictions: PredictionService;
-  /** Per-request budgets of POST /v1/checkpoints/{name}/predict. */
-  predictLimits: { maxInstances: number; maxBytes: number };
 }
 
 export interface Services {
@@ -145,7 +143,6 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       datasets,
       metrics,
       predictions,
-      predictLimits: { maxInstances: config.PREDICT_MAX_INSTANCES, maxBytes: config.PREDICT_MAX_BYTES },
       // TODO(issue 11): the key store and the Redis audit log replace these two.
       auth: authenticatorFor(config),
       audit: { record: async () => undefined },

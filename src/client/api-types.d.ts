@@ -215,6 +215,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/checkpoints/{name}/predict": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Predict with a checkpoint: class probabilities, outputs, or a layer's activations
+         * @description JSON `{instances, top?, layer?}`, or multipart/form-data with one or more image files (PNG, JPEG, WebP; fields `top` and `layer` optional) that are decoded and preprocessed exactly as the checkpoint's training data was (its manifest's `preprocess`: stretched to the input size, its channels, scaled to [0, 1]). Classifiers answer `predictions` with labels from the checkpoint's class names; other models, or a `layer`, answer `outputs`. Runs in an inference process, micro-batched with concurrent requests for the same checkpoint. Bad instances are 4xx naming `/instances/<i>`; too many instances or bytes 413; too many concurrent predictions 429 with Retry-After.
+         */
+        post: operations["predictWithCheckpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/datasets": {
         parameters: {
             query?: never;
@@ -560,6 +580,21 @@ export interface components {
                 task?: "classification" | "reconstruction";
                 /** @description One sample, without the batch dimension, e.g. [28, 28, 1]. */
                 inputShape?: number[];
+                /** @description How training preprocessed its inputs; prediction of image files repeats it. */
+                preprocess?: {
+                    /**
+                     * @description stretch: resized to the input size without keeping the aspect ratio.
+                     * @enum {string}
+                     */
+                    resize: "stretch";
+                    /** @description 1 = grayscale, 3 = sRGB (alpha dropped). */
+                    channels: 1 | 3;
+                    /**
+                     * @description unit: pixel bytes divided by 255, to [0, 1].
+                     * @enum {string}
+                     */
+                    scaling: "unit";
+                };
                 /** @description Class names, index = output unit. */
                 labels?: string[];
                 /** @description The job spec that produced this checkpoint. */
@@ -1405,6 +1440,119 @@ export interface operations {
                 content: {
                     "application/gzip": components["schemas"]["ErrorResponse"];
                     "application/zip": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    predictWithCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Each instance a nested [height][width][channels] array, or a flat array of that many numbers, in the scale the model was trained on ([0, 1] for images). */
+                    instances: unknown[][];
+                    /** @description Classes listed per prediction, most probable first (default 5). */
+                    top?: number;
+                    /** @description Return this layer's activations (an embedding) instead of the model's output. */
+                    layer?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        checkpoint: string;
+                        /** @description One per instance, in order. */
+                        predictions: {
+                            label: string;
+                            probability: number;
+                            top: {
+                                label: string;
+                                probability: number;
+                            }[];
+                        }[];
+                    } | {
+                        checkpoint: string;
+                        /** @description One per instance, in order: the output (or the layer's activations) flattened. */
+                        outputs: number[][];
+                        /** @description The shape of one instance's output before flattening. */
+                        shape: number[];
+                    };
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };

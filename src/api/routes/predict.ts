@@ -46,8 +46,8 @@ export const PredictResponseSchema = Type.Union([
 ]);
 
 /** POST /v1/checkpoints/{name}/predict: JSON arrays or multipart image files, answered by an inference process. */
-export const predictRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
-  const { maxInstances, maxBytes } = deps.predictLimits;
+export const predictRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: { maxInstances: number; maxBytes: number } }> = async (app, { deps, limits }) => {
+  const { maxInstances, maxBytes } = limits;
 
   const tooMany = (count: number) =>
     new GraftError('too_many_instances', `A prediction request may hold at most ${maxInstances} instances (PREDICT_MAX_INSTANCES); this one has ${count}. Split it.`, {

@@ -20,7 +20,7 @@ export const v1Routes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLim
   });
   await app.register(jobRoutes, { deps, limits });
   await app.register(checkpointRoutes, { deps });
-  await app.register(predictRoutes, { deps });
+  await app.register(predictRoutes, { deps, limits: limits.predict });
   await app.register(datasetRoutes, { deps });
   await app.register(uploadRoutes, { deps });
 };
