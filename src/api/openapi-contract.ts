@@ -28,6 +28,7 @@ export const OPERATION_IDS: Record<string, string> = {
   'POST /v1/jobs/{id}/cancel': 'cancelJob',
   'GET /v1/jobs/{id}/events': 'listJobEvents',
   'GET /v1/jobs/{id}/checkpoints': 'listJobTrainingCheckpoints',
+  'GET /v1/jobs/{id}/output': 'getJobOutput',
   'POST /v1/plans': 'planJob',
   'GET /v1/checkpoints': 'listCheckpoints',
   'POST /v1/checkpoints': 'uploadCheckpoint',

@@ -1,10 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { jobOutputFile } from '../storage/job-output';
 import type { Redis } from 'ioredis';
 import type { BaseLogger, Logger } from 'pino';
 import { ConflictError, GraftError, NotFoundError } from '../errors';
 import { preflight, type DatasetInfo, type PreflightLimits, type PreflightStorage } from '../spec/preflight';
 import type { JobPlan } from '../spec/plan';
-import { withDefaults, type JobSpec } from '../spec/schema';
+import { isUseJob, outputOf, withDefaults, type AnyJobSpec, type JobSpec, type UseJobSpec } from '../spec/schema';
+import { preflightUse, useDefaults } from '../spec/use-preflight';
 import type { JobQueue } from './job-queue';
 import type { JobStore, ListOptions } from './job-store';
 import type { JobEvent } from './job-events';
@@ -33,7 +36,11 @@ export class JobService {
    * Every check a submission gets, and the network the worker would build, without enqueueing
    * anything. `errors` lists everything found, with the codes a job would fail with.
    */
-  async plan(input: JobSpec): Promise<PlanReport> {
+  async plan(input: AnyJobSpec): Promise<PlanReport> {
+    if (isUseJob(input)) {
+      const errors = await preflightUse(input, this.deps.storage);
+      return { valid: errors.length === 0, errors: sortErrors(errors).map((e) => ({ code: e.code, message: e.message, param: e.param })), warnings: [], plan: null };
+    }
     const spec = withDefaults(input);
     const report = await preflight(spec, this.deps.storage, this.deps.preflightLimits);
     const errors = [...report.errors];
@@ -56,7 +63,8 @@ export class JobService {
    * enqueueing fails the record and the reservation are rolled back, so a 5xx never leaves a
    * phantom job behind.
    */
-  async submit(input: JobSpec, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
+  async submit(input: AnyJobSpec, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
+    if (isUseJob(input)) return this.submitUse(useDefaults(input), id, log);
     const spec = withDefaults(input);
     const report = await preflight(spec, this.deps.storage, this.deps.preflightLimits);
     if (report.errors.length > 0) throw pickFirst(report.errors);
@@ -81,12 +89,29 @@ export class JobService {
     return job;
   }
 
+  /** An evaluate or predict job: it writes no checkpoint, so nothing is reserved and nothing planned. */
+  private async submitUse(spec: UseJobSpec, id: string, log: Pick<BaseLogger, 'info'>): Promise<Job> {
+    const errors = await preflightUse(spec, this.deps.storage);
+    if (errors.length > 0) throw pickFirst(errors);
+    const { store, queue } = this.deps;
+    const job = await store.create(id, spec);
+    if (!job) throw new ConflictError('job_exists', `A job with id "${id}" already exists.`, null);
+    try {
+      await queue.enqueue(id);
+    } catch (err) {
+      await store.discard(id, '').catch(() => undefined);
+      throw err;
+    }
+    log.info({ jobId: id, type: spec.type, checkpoint: spec.source.checkpoint }, 'job queued');
+    return job;
+  }
+
   /**
    * Submission with an Idempotency-Key: the first request with a key creates the job; a retry
    * with the same key and body gets that job back (`replayed`), another body under the same key
    * is a conflict. The key is claimed before submitting, so two racing retries create one job.
    */
-  async submitIdempotent(input: JobSpec, key: string, log?: Pick<BaseLogger, 'info'>): Promise<{ job: Job; replayed: boolean }> {
+  async submitIdempotent(input: AnyJobSpec, key: string, log?: Pick<BaseLogger, 'info'>): Promise<{ job: Job; replayed: boolean }> {
     const { redis, idempotencyTtlSeconds } = this.deps.idempotency;
     const redisKey = this.deps.store.keys.idempotency(sha256(key));
     const bodyHash = sha256(stableStringify(input));
@@ -120,7 +145,7 @@ export class JobService {
     const { store, queue } = this.deps;
     const job = await this.get(id);
     if (job.status === 'cancelled') return { job, pending: false };
-    const outcome = await store.cancel(id, job.spec.output.checkpoint);
+    const outcome = await store.cancel(id, outputOf(job.spec));
     if (outcome === 'missing') return { job: await this.get(id), pending: false };
     if (outcome === 'finishing') {
       throw new ConflictError('job_finishing', 'The job is already writing its output checkpoint; it can no longer be cancelled.', null);
@@ -138,8 +163,19 @@ export class JobService {
   async usersOf(kind: 'dataset' | 'checkpoint', name: string): Promise<string[]> {
     const jobs = await this.deps.store.active();
     return jobs
-      .filter((j) => (kind === 'dataset' ? j.spec.dataset.name === name : j.spec.source?.checkpoint === name || j.spec.output.checkpoint === name))
+      .filter((j) => (kind === 'dataset' ? j.spec.dataset.name === name : j.spec.source?.checkpoint === name || outputOf(j.spec) === name))
       .map((j) => j.id);
+  }
+
+  /** The JSONL file of a succeeded predict job; 409 while it is not ready (or the job is not a predict job). */
+  async outputFile(id: string): Promise<string> {
+    const job = await this.get(id);
+    if (job.spec.type !== 'predict') throw new ConflictError('no_output', `Job "${id}" is a ${job.spec.type} job; only predict jobs write an output file.`, null);
+    if (job.status !== 'succeeded') throw new ConflictError('output_not_ready', `Job "${id}" is ${job.status}; its output is ready once it has succeeded.`, null);
+    const file = jobOutputFile(this.deps.layout, id);
+    const exists = await fs.stat(file).then((s) => s.isFile(), () => false);
+    if (!exists) throw new NotFoundError('output_not_found', `The output of job "${id}" is gone (removed with the job's folder).`, null);
+    return file;
   }
 
   async trainingCheckpoints(id: string): Promise<TrainingCheckpointInfo[]> {

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { JobSpec } from '../spec/schema';
+import { outputOf, type AnyJobSpec } from '../spec/schema';
 import { JobEvents } from './job-events';
 import { JobKeys } from './keys';
 import { JobScripts } from './scripts';
@@ -91,7 +91,7 @@ export class JobStore {
    * Reserves the output name and creates the queued record in one step (create.lua). Null when
    * another queued or running job (or an upload) holds the name.
    */
-  async create(id: string, spec: JobSpec, createdAt = new Date()): Promise<Job | null> {
+  async create(id: string, spec: AnyJobSpec, createdAt = new Date()): Promise<Job | null> {
     const job: Job = {
       id,
       type: spec.type,
@@ -106,7 +106,7 @@ export class JobStore {
       result: null,
       error: null,
     };
-    const [ok] = (await this.run('create', id, spec.output.checkpoint, [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, JSON.stringify({ status: 'queued' })])) as [number, unknown];
+    const [ok] = (await this.run('create', id, outputOf(spec), [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, JSON.stringify({ status: 'queued' }), outputOf(spec) === '' ? '0' : '1'])) as [number, unknown];
     return ok === 1 ? job : null;
   }
 
@@ -252,7 +252,7 @@ export class JobStore {
       finishedAt: h.finishedAt ?? null,
       attempts: Number(h.attempts ?? 0),
       worker: h.worker ?? null,
-      spec: json<JobSpec>(h.spec)!,
+      spec: json<AnyJobSpec>(h.spec)!,
       progress: json<JobProgress>(h.progress),
       result: json<JobResult>(h.result),
       error: json<JobError>(h.error),

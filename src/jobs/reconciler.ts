@@ -1,3 +1,4 @@
+import { outputOf } from '../spec/schema';
 import type { Logger } from 'pino';
 import type { DataLayout } from '../storage/layout';
 import type { JobQueue } from './job-queue';
@@ -53,7 +54,7 @@ export class Reconciler {
   private async reconcile(job: Job): Promise<ReconcileAction> {
     if (job.status !== 'queued' && job.status !== 'running') return 'none';
     const { store, queue } = this.opts;
-    const output = job.spec.output.checkpoint;
+    const output = outputOf(job.spec);
     const { state, failedReason } = await queue.state(job.id);
 
     if (state === 'failed') {
@@ -91,7 +92,7 @@ export class Reconciler {
 
   /** The queue is done with a job whose record is not: its checkpoint decides. */
   private async settleOrphan(job: Job, guard: { bull: 'missing' } | 'none'): Promise<ReconcileAction> {
-    const output = job.spec.output.checkpoint;
+    const output = outputOf(job.spec);
     const written = await readOwnOutput(this.opts.layout, output, job.id);
     const now = new Date().toISOString();
     if (written) {

@@ -18,6 +18,8 @@ describe('predict with a trained checkpoint', () => {
   let t: TestApp;
   let worker: RunningProcess;
   let testAccuracy: number;
+  let trainingTest: { loss: number; accuracy: number; confusionMatrix: number[][]; perClassAccuracy: Record<string, number>; samples: number };
+  let evaluateJobId: string;
   let test: { images: Float32Array; labels: Int32Array; classes: string[]; n: number };
   const SIZE = 28 * 28;
 
@@ -38,6 +40,7 @@ describe('predict with a trained checkpoint', () => {
     const done = await waitForJobEnd(t.app.server, job.body.id, 180_000, () => worker.output().slice(-2000));
     expect(done.status).toBe('succeeded');
     testAccuracy = done.result.metrics.test.accuracy;
+    trainingTest = done.result.metrics.test;
     const loaded = await loadDataset(new DataLayout(env.dataDir), 'digits', { inputShape: [28, 28, 1], split: 'test' });
     test = { images: loaded.images, labels: loaded.labels, classes: loaded.classes, n: loaded.labels.length };
   }, 240_000);
@@ -125,6 +128,68 @@ describe('predict with a trained checkpoint', () => {
     expect(after.batches - before.batches).toBeLessThan(8);
     const grew = Object.keys(after.batchSizes).filter((size) => Number(size) > 1 && after.batchSizes[size] > (before.batchSizes[size] ?? 0));
     expect(grew.length).toBeGreaterThan(0);
+  });
+
+  const runJob = async (spec: object) => {
+    const res = await request(t.app.server).post('/v1/jobs').send(spec);
+    expect(res.status).toBe(202);
+    const done = await waitForJobEnd(t.app.server, res.body.id, 120_000, () => worker.output().slice(-2000));
+    expect(done.error).toBeNull();
+    expect(done.status).toBe('succeeded');
+    return done;
+  };
+
+  it("an evaluate job reports the training job's test metrics and its most confident mistakes", async () => {
+    const done = await runJob({ type: 'evaluate', source: { checkpoint: 'clf' }, dataset: { name: 'digits', split: 'test' }, mistakes: 5 });
+    evaluateJobId = done.id;
+    expect(done.type).toBe('evaluate');
+    const m = done.result.metrics.test;
+    expect(m.accuracy).toBe(testAccuracy);
+    expect(m.samples).toBe(test.n);
+    expect(m.confusionMatrix).toEqual(trainingTest.confusionMatrix);
+    expect(m.perClassAccuracy).toEqual(trainingTest.perClassAccuracy);
+    expect(m.loss).toBeCloseTo(trainingTest.loss, 5);
+    const wrong = test.n - Math.round(testAccuracy * test.n);
+    expect(done.result.mistakes).toHaveLength(Math.min(5, wrong));
+    for (const [k, mistake] of done.result.mistakes.entries()) {
+      expect(mistake.label).toBe(test.classes[test.labels[mistake.index]]);
+      expect(mistake.predicted).not.toBe(mistake.label);
+      if (k > 0) expect(mistake.probability).toBeLessThanOrEqual(done.result.mistakes[k - 1].probability);
+    }
+    // The endpoint agrees about the most confident mistake.
+    const top = done.result.mistakes[0];
+    const res = await predict('clf', { instances: [instance(top.index)] });
+    expect(res.body.predictions[0].label).toBe(top.predicted);
+  });
+
+  it('a predict job writes a JSONL file whose accuracy matches the evaluate job', async () => {
+    const done = await runJob({ type: 'predict', source: { checkpoint: 'clf' }, dataset: { name: 'digits' }, top: 2 });
+    expect(done.spec.dataset.split).toBe('test');
+    const res = await request(t.app.server).get(`/v1/jobs/${done.id}/output`);
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toContain('application/x-ndjson');
+    const lines = String(res.text ?? res.body).trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(test.n);
+    expect(lines[0].top).toHaveLength(2);
+    expect(lines.map((l) => l.index)).toEqual(Array.from({ length: test.n }, (_, i) => i));
+    const correct = lines.filter((l) => l.label === l.predicted).length;
+    expect(correct / test.n).toBe(testAccuracy);
+    expect(done.result.output).toMatchObject({ lines: test.n, accuracy: testAccuracy });
+    const endpoint = await predict('clf', { instances: [instance(0), instance(1)] });
+    expect(endpoint.body.predictions.map((p: { label: string }) => p.label)).toEqual([lines[0].predicted, lines[1].predicted]);
+
+    const notPredict = await request(t.app.server).get(`/v1/jobs/${evaluateJobId}/output`);
+    expect(notPredict.status).toBe(409);
+    expect(notPredict.body.error.code).toBe('no_output');
+  });
+
+  it('refuses a use job whose checkpoint or dataset is missing, with the training jobs\' codes', async () => {
+    const noCheckpoint = await request(t.app.server).post('/v1/jobs').send({ type: 'evaluate', source: { checkpoint: 'nope' }, dataset: { name: 'digits' } });
+    expect(noCheckpoint.status).toBe(422);
+    expect(noCheckpoint.body.error).toMatchObject({ code: 'checkpoint_not_found', param: '/source/checkpoint' });
+    const stray = await request(t.app.server).post('/v1/jobs').send({ type: 'predict', source: { checkpoint: 'clf' }, dataset: { name: 'digits' }, output: { checkpoint: 'x' } });
+    expect(stray.status).toBe(400);
+    expect(stray.body.error).toMatchObject({ code: 'unknown_field', param: '/output' });
   });
 
   it('evicts a deleted checkpoint from the inference processes', async () => {
