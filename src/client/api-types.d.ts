@@ -99,6 +99,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/jobs/{id}/output": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A predict job's predictions, one JSON object per line (JSONL), streamed
+         * @description Each line: `{index, label?, predicted, probability, top}` for a classifier (`label` is the true class when the split has labels), `{index, output}` otherwise. 409 until the job has succeeded, or for a job that is not a predict job.
+         */
+        get: operations["getJobOutput"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/jobs/{id}/checkpoints": {
         parameters: {
             query?: never;
@@ -292,123 +312,12 @@ export interface components {
                 details?: unknown;
             };
         };
-        /** @description A transfer-learning or pretraining job. */
-        JobSpec: {
-            /**
-             * @description `transfer` restores weights from `source.checkpoint`; `pretrain` builds a network from scratch (`model.architecture` or `model.topology`).
-             * @enum {unknown}
-             */
-            type: "pretrain" | "transfer";
-            /** @description transfer only: where restored weights come from. */
-            source?: {
-                /** @description Source checkpoint under checkpoints/. */
-                checkpoint: string;
-                /** @description Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight). */
-                restore?: string;
-            };
-            /** @description Layers whose weights stay fixed: a regex over layer names or a list of names. A frozen BatchNormalization runs in inference mode. */
-            freeze?: string | string[];
-            /** @description The target network. Without it a transfer job keeps the source topology. */
-            model?: {
-                /**
-                 * @description pretrain: a built-in network.
-                 * @enum {unknown}
-                 */
-                architecture?: "conv-autoencoder" | "conv-classifier";
-                /** @description Options of a built-in architecture. */
-                options?: {
-                    /** @description [height, width, channels]; default: the dataset's shape. */
-                    inputShape?: number[];
-                    /** @description Filters per encoder conv (default [16, 32]); layers are enc_conv1, enc_conv2, ... */
-                    filters?: number[];
-                    /** @description Square kernel size of every conv (default 5). */
-                    kernelSize?: number;
-                    /** @description conv-autoencoder: units of the dense code layer enc_code (default 64; 0 = none). */
-                    bottleneck?: number;
-                    /** @description conv-classifier: units of the hidden dense layer before the output (default 0 = none). */
-                    units?: number;
-                };
-                /** @description transfer: keep the source layers up to and including this one. */
-                cut?: string;
-                /** @description Layers appended after `cut` (or after the last kept layer). */
-                head?: {
-                    /**
-                     * @description Layer kind. `dense`: a fully connected layer (`units`, `activation`, `useBias`); `dropout`: drops a fraction `rate` of its inputs while training (seeded); `flatten`: flattens a feature map into a vector; `globalAveragePooling2d`: averages each channel of a feature map; `batchNormalization`: normalises each channel over the batch (`momentum`); `layerNormalization`: normalises each sample over its last axis (`epsilon`).
-                     * @enum {unknown}
-                     */
-                    type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization" | "layerNormalization";
-                    /** @description Layer name (default head_<index>_<type>); must not clash with a kept source layer. */
-                    name?: string;
-                    /** @description dense: output units (required for dense). */
-                    units?: number;
-                    /**
-                     * @description dense: activation (default linear).
-                     * @enum {unknown}
-                     */
-                    activation?: "linear" | "relu" | "relu6" | "elu" | "selu" | "sigmoid" | "softmax" | "softplus" | "tanh" | "swish";
-                    /** @description dense: add a bias (default true). */
-                    useBias?: boolean;
-                    /** @description dropout: fraction dropped (required for dropout). */
-                    rate?: number;
-                    /** @description batchNormalization: moving-average momentum (default 0.99). */
-                    momentum?: number;
-                    /** @description layerNormalization: added to the variance (default 0.001). */
-                    epsilon?: number;
-                }[];
-                /** @description A Keras / TensorFlow.js model JSON (`modelTopology` or the model config) for full control. */
-                topology?: {
-                    [key: string]: unknown;
-                };
-            };
-            dataset: {
-                /** @description Dataset under datasets/. */
-                name: string;
-                /** @description Fraction of the training split held out (stratified, seeded); default 0.1. */
-                validationSplit?: number;
-                /** @description Use at most this many training samples (a seeded stratified subset), e.g. to study small data. */
-                limit?: number;
-            };
-            training?: {
-                /** @description default 10 */
-                epochs?: number;
-                /** @description default 32 */
-                batchSize?: number;
-                /**
-                 * @description default adam
-                 * @enum {unknown}
-                 */
-                optimizer?: "adam" | "sgd" | "momentum" | "rmsprop" | "adagrad";
-                /** @description default 0.001 */
-                learningRate?: number;
-                /** @description Seeds initialisation, split and shuffling (default 0). */
-                seed?: number;
-                /** @description Regex over layer names → learning-rate multiplier (first match wins), e.g. {"^enc_": 0.1}. Each group gets its own optimizer. */
-                lrMultipliers?: {
-                    [key: string]: number;
-                };
-                earlyStopping?: {
-                    /** @description Epochs without validation-loss improvement before stopping. */
-                    patience: number;
-                    /** @description Smallest improvement that counts (default 0). */
-                    minDelta?: number;
-                };
-                /** @description Fail the job with `timeout` past this training time. */
-                maxRuntimeSeconds?: number;
-            };
-            output: {
-                /** @description Name of the checkpoint to write; must not exist yet. */
-                checkpoint: string;
-                /**
-                 * @description `best` keeps the weights of the epoch with the lowest validation loss (default last).
-                 * @enum {unknown}
-                 */
-                select?: "last" | "best";
-            };
-        };
+        /** @description A training job (`pretrain`, `transfer`), or a job that uses a checkpoint (`evaluate`, `predict`). */
+        JobSpec: unknown;
         Job: {
             id: string;
             /** @enum {unknown} */
-            type: "pretrain" | "transfer";
+            type: "pretrain" | "transfer" | "evaluate" | "predict";
             /** @enum {unknown} */
             status: "queued" | "running" | "succeeded" | "failed" | "cancelled";
             /** Format: date-time */
@@ -418,7 +327,141 @@ export interface components {
             /** @description Times a worker has started this job. */
             attempts: number;
             worker?: string | null;
-            spec: components["schemas"]["JobSpec"];
+            spec: {
+                /**
+                 * @description `transfer` restores weights from `source.checkpoint`; `pretrain` builds a network from scratch (`model.architecture` or `model.topology`).
+                 * @enum {unknown}
+                 */
+                type: "pretrain" | "transfer";
+                /** @description transfer only: where restored weights come from. */
+                source?: {
+                    /** @description Source checkpoint under checkpoints/. */
+                    checkpoint: string;
+                    /** @description Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight). */
+                    restore?: string;
+                };
+                /** @description Layers whose weights stay fixed: a regex over layer names or a list of names. A frozen BatchNormalization runs in inference mode. */
+                freeze?: string | string[];
+                /** @description The target network. Without it a transfer job keeps the source topology. */
+                model?: {
+                    /**
+                     * @description pretrain: a built-in network.
+                     * @enum {unknown}
+                     */
+                    architecture?: "conv-autoencoder" | "conv-classifier";
+                    /** @description Options of a built-in architecture. */
+                    options?: {
+                        /** @description [height, width, channels]; default: the dataset's shape. */
+                        inputShape?: number[];
+                        /** @description Filters per encoder conv (default [16, 32]); layers are enc_conv1, enc_conv2, ... */
+                        filters?: number[];
+                        /** @description Square kernel size of every conv (default 5). */
+                        kernelSize?: number;
+                        /** @description conv-autoencoder: units of the dense code layer enc_code (default 64; 0 = none). */
+                        bottleneck?: number;
+                        /** @description conv-classifier: units of the hidden dense layer before the output (default 0 = none). */
+                        units?: number;
+                    };
+                    /** @description transfer: keep the source layers up to and including this one. */
+                    cut?: string;
+                    /** @description Layers appended after `cut` (or after the last kept layer). */
+                    head?: {
+                        /**
+                         * @description Layer kind. `dense`: a fully connected layer (`units`, `activation`, `useBias`); `dropout`: drops a fraction `rate` of its inputs while training (seeded); `flatten`: flattens a feature map into a vector; `globalAveragePooling2d`: averages each channel of a feature map; `batchNormalization`: normalises each channel over the batch (`momentum`); `layerNormalization`: normalises each sample over its last axis (`epsilon`).
+                         * @enum {unknown}
+                         */
+                        type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization" | "layerNormalization";
+                        /** @description Layer name (default head_<index>_<type>); must not clash with a kept source layer. */
+                        name?: string;
+                        /** @description dense: output units (required for dense). */
+                        units?: number;
+                        /**
+                         * @description dense: activation (default linear).
+                         * @enum {unknown}
+                         */
+                        activation?: "linear" | "relu" | "relu6" | "elu" | "selu" | "sigmoid" | "softmax" | "softplus" | "tanh" | "swish";
+                        /** @description dense: add a bias (default true). */
+                        useBias?: boolean;
+                        /** @description dropout: fraction dropped (required for dropout). */
+                        rate?: number;
+                        /** @description batchNormalization: moving-average momentum (default 0.99). */
+                        momentum?: number;
+                        /** @description layerNormalization: added to the variance (default 0.001). */
+                        epsilon?: number;
+                    }[];
+                    /** @description A Keras / TensorFlow.js model JSON (`modelTopology` or the model config) for full control. */
+                    topology?: {
+                        [key: string]: unknown;
+                    };
+                };
+                dataset: {
+                    /** @description Dataset under datasets/. */
+                    name: string;
+                    /** @description Fraction of the training split held out (stratified, seeded); default 0.1. */
+                    validationSplit?: number;
+                    /** @description Use at most this many training samples (a seeded stratified subset), e.g. to study small data. */
+                    limit?: number;
+                };
+                training?: {
+                    /** @description default 10 */
+                    epochs?: number;
+                    /** @description default 32 */
+                    batchSize?: number;
+                    /**
+                     * @description default adam
+                     * @enum {unknown}
+                     */
+                    optimizer?: "adam" | "sgd" | "momentum" | "rmsprop" | "adagrad";
+                    /** @description default 0.001 */
+                    learningRate?: number;
+                    /** @description Seeds initialisation, split and shuffling (default 0). */
+                    seed?: number;
+                    /** @description Regex over layer names → learning-rate multiplier (first match wins), e.g. {"^enc_": 0.1}. Each group gets its own optimizer. */
+                    lrMultipliers?: {
+                        [key: string]: number;
+                    };
+                    earlyStopping?: {
+                        /** @description Epochs without validation-loss improvement before stopping. */
+                        patience: number;
+                        /** @description Smallest improvement that counts (default 0). */
+                        minDelta?: number;
+                    };
+                    /** @description Fail the job with `timeout` past this training time. */
+                    maxRuntimeSeconds?: number;
+                };
+                output: {
+                    /** @description Name of the checkpoint to write; must not exist yet. */
+                    checkpoint: string;
+                    /**
+                     * @description `best` keeps the weights of the epoch with the lowest validation loss (default last).
+                     * @enum {unknown}
+                     */
+                    select?: "last" | "best";
+                };
+            } | {
+                /**
+                 * @description `evaluate`: metrics of `source.checkpoint` on a dataset split (loss, accuracy, per-class accuracy, confusion matrix, most confident mistakes). `predict`: its predictions for every sample of the split, as a JSONL file (GET /v1/jobs/{id}/output).
+                 * @enum {unknown}
+                 */
+                type: "evaluate" | "predict";
+                source: {
+                    /** @description The checkpoint to evaluate or predict with. */
+                    checkpoint: string;
+                };
+                dataset: {
+                    /** @description Dataset under datasets/ (IDX or image folders; an uploaded folder of images is one). */
+                    name: string;
+                    /**
+                     * @description default test
+                     * @enum {unknown}
+                     */
+                    split?: "test" | "train";
+                };
+                /** @description evaluate: how many of the most confident mistakes to list (default 20). */
+                mistakes?: number;
+                /** @description predict: classes listed per line, most probable first (default 5). */
+                top?: number;
+            };
             progress: {
                 /** @description loading | building | caching | training | evaluating | saving */
                 phase?: string;
@@ -472,6 +515,24 @@ export interface components {
                 frozen?: string[];
                 featureCache?: boolean;
                 trainingSeconds?: number;
+                /** @description evaluate jobs: the most confident mistakes, most confident first. */
+                mistakes?: {
+                    /** @description Position of the sample in the split (IDX order, or the sorted files of image folders). */
+                    index: number;
+                    /** @description Image folders: the file, relative to the dataset. */
+                    file?: string;
+                    /** @description The true class. */
+                    label: string;
+                    predicted: string;
+                    /** @description The probability the model gave its (wrong) prediction. */
+                    probability: number;
+                }[];
+                /** @description predict jobs: the JSONL file GET /v1/jobs/{id}/output streams. */
+                output?: {
+                    lines: number;
+                    bytes: number;
+                    accuracy: number | null;
+                };
             } | null;
             error: {
                 /** @description Stable snake_case code. */
@@ -846,7 +907,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description A transfer-learning or pretraining job. */
+        /** @description A training job (`pretrain`, `transfer`), or a job that uses a checkpoint (`evaluate`, `predict`). */
         requestBody: {
             content: {
                 "application/json": components["schemas"]["JobSpec"];
@@ -925,7 +986,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description A transfer-learning or pretraining job. */
+        /** @description A training job (`pretrain`, `transfer`), or a job that uses a checkpoint (`evaluate`, `predict`). */
         requestBody: {
             content: {
                 "application/json": components["schemas"]["JobSpec"];
@@ -1024,6 +1085,55 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    getJobOutput: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The JSONL file, streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": unknown;
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": components["schemas"]["ErrorResponse"];
                 };
             };
         };
