@@ -47,7 +47,8 @@ const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'tr
 /** Where each shared component is defined (path, method, then the way into the operation). */
 const COMPONENTS: { name: string; from: [string, string, ...string[]] }[] = [
   { name: 'ErrorResponse', from: ['/v1/jobs/{id}', 'get', 'responses', '404', 'content', 'application/json', 'schema'] },
-  { name: 'JobSpec', from: ['/v1/jobs', 'post', 'requestBody', 'content', 'application/json', 'schema'] },
+  { name: 'JobSpec', from: ['/v1/jobs', 'post', 'requestBody', 'content', 'application/json', 'schema', 'else'] },
+  { name: 'UseJobSpec', from: ['/v1/jobs', 'post', 'requestBody', 'content', 'application/json', 'schema', 'then'] },
   { name: 'Job', from: ['/v1/jobs/{id}', 'get', 'responses', '200', 'content', 'application/json', 'schema'] },
   { name: 'JobEvent', from: ['/v1/jobs/{id}/events', 'get', 'responses', '200', 'content', 'application/json', 'schema', 'properties', 'data', 'items'] },
   { name: 'PlanResult', from: ['/v1/plans', 'post', 'responses', '200', 'content', 'application/json', 'schema'] },

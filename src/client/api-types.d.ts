@@ -312,8 +312,144 @@ export interface components {
                 details?: unknown;
             };
         };
-        /** @description A training job (`pretrain`, `transfer`), or a job that uses a checkpoint (`evaluate`, `predict`). */
-        JobSpec: unknown;
+        /** @description A transfer-learning or pretraining job. */
+        JobSpec: {
+            /**
+             * @description `transfer` restores weights from `source.checkpoint`; `pretrain` builds a network from scratch (`model.architecture` or `model.topology`).
+             * @enum {unknown}
+             */
+            type: "pretrain" | "transfer";
+            /** @description transfer only: where restored weights come from. */
+            source?: {
+                /** @description Source checkpoint under checkpoints/. */
+                checkpoint: string;
+                /** @description Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight). */
+                restore?: string;
+            };
+            /** @description Layers whose weights stay fixed: a regex over layer names or a list of names. A frozen BatchNormalization runs in inference mode. */
+            freeze?: string | string[];
+            /** @description The target network. Without it a transfer job keeps the source topology. */
+            model?: {
+                /**
+                 * @description pretrain: a built-in network.
+                 * @enum {unknown}
+                 */
+                architecture?: "conv-autoencoder" | "conv-classifier";
+                /** @description Options of a built-in architecture. */
+                options?: {
+                    /** @description [height, width, channels]; default: the dataset's shape. */
+                    inputShape?: number[];
+                    /** @description Filters per encoder conv (default [16, 32]); layers are enc_conv1, enc_conv2, ... */
+                    filters?: number[];
+                    /** @description Square kernel size of every conv (default 5). */
+                    kernelSize?: number;
+                    /** @description conv-autoencoder: units of the dense code layer enc_code (default 64; 0 = none). */
+                    bottleneck?: number;
+                    /** @description conv-classifier: units of the hidden dense layer before the output (default 0 = none). */
+                    units?: number;
+                };
+                /** @description transfer: keep the source layers up to and including this one. */
+                cut?: string;
+                /** @description Layers appended after `cut` (or after the last kept layer). */
+                head?: {
+                    /**
+                     * @description Layer kind. `dense`: a fully connected layer (`units`, `activation`, `useBias`); `dropout`: drops a fraction `rate` of its inputs while training (seeded); `flatten`: flattens a feature map into a vector; `globalAveragePooling2d`: averages each channel of a feature map; `batchNormalization`: normalises each channel over the batch (`momentum`); `layerNormalization`: normalises each sample over its last axis (`epsilon`).
+                     * @enum {unknown}
+                     */
+                    type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization" | "layerNormalization";
+                    /** @description Layer name (default head_<index>_<type>); must not clash with a kept source layer. */
+                    name?: string;
+                    /** @description dense: output units (required for dense). */
+                    units?: number;
+                    /**
+                     * @description dense: activation (default linear).
+                     * @enum {unknown}
+                     */
+                    activation?: "linear" | "relu" | "relu6" | "elu" | "selu" | "sigmoid" | "softmax" | "softplus" | "tanh" | "swish";
+                    /** @description dense: add a bias (default true). */
+                    useBias?: boolean;
+                    /** @description dropout: fraction dropped (required for dropout). */
+                    rate?: number;
+                    /** @description batchNormalization: moving-average momentum (default 0.99). */
+                    momentum?: number;
+                    /** @description layerNormalization: added to the variance (default 0.001). */
+                    epsilon?: number;
+                }[];
+                /** @description A Keras / TensorFlow.js model JSON (`modelTopology` or the model config) for full control. */
+                topology?: {
+                    [key: string]: unknown;
+                };
+            };
+            dataset: {
+                /** @description Dataset under datasets/. */
+                name: string;
+                /** @description Fraction of the training split held out (stratified, seeded); default 0.1. */
+                validationSplit?: number;
+                /** @description Use at most this many training samples (a seeded stratified subset), e.g. to study small data. */
+                limit?: number;
+            };
+            training?: {
+                /** @description default 10 */
+                epochs?: number;
+                /** @description default 32 */
+                batchSize?: number;
+                /**
+                 * @description default adam
+                 * @enum {unknown}
+                 */
+                optimizer?: "adam" | "sgd" | "momentum" | "rmsprop" | "adagrad";
+                /** @description default 0.001 */
+                learningRate?: number;
+                /** @description Seeds initialisation, split and shuffling (default 0). */
+                seed?: number;
+                /** @description Regex over layer names → learning-rate multiplier (first match wins), e.g. {"^enc_": 0.1}. Each group gets its own optimizer. */
+                lrMultipliers?: {
+                    [key: string]: number;
+                };
+                earlyStopping?: {
+                    /** @description Epochs without validation-loss improvement before stopping. */
+                    patience: number;
+                    /** @description Smallest improvement that counts (default 0). */
+                    minDelta?: number;
+                };
+                /** @description Fail the job with `timeout` past this training time. */
+                maxRuntimeSeconds?: number;
+            };
+            output: {
+                /** @description Name of the checkpoint to write; must not exist yet. */
+                checkpoint: string;
+                /**
+                 * @description `best` keeps the weights of the epoch with the lowest validation loss (default last).
+                 * @enum {unknown}
+                 */
+                select?: "last" | "best";
+            };
+        };
+        /** @description A job that uses a trained checkpoint: evaluation or batch prediction. */
+        UseJobSpec: {
+            /**
+             * @description `evaluate`: metrics of `source.checkpoint` on a dataset split (loss, accuracy, per-class accuracy, confusion matrix, most confident mistakes). `predict`: its predictions for every sample of the split, as a JSONL file (GET /v1/jobs/{id}/output).
+             * @enum {unknown}
+             */
+            type: "evaluate" | "predict";
+            source: {
+                /** @description The checkpoint to evaluate or predict with. */
+                checkpoint: string;
+            };
+            dataset: {
+                /** @description Dataset under datasets/ (IDX or image folders; an uploaded folder of images is one). */
+                name: string;
+                /**
+                 * @description default: test, or train for a dataset with one split (a folder of class folders)
+                 * @enum {unknown}
+                 */
+                split?: "test" | "train";
+            };
+            /** @description evaluate: how many of the most confident mistakes to list (default 20). */
+            mistakes?: number;
+            /** @description predict: classes listed per line, most probable first (default 5). */
+            top?: number;
+        };
         Job: {
             id: string;
             /** @enum {unknown} */
@@ -327,141 +463,7 @@ export interface components {
             /** @description Times a worker has started this job. */
             attempts: number;
             worker?: string | null;
-            spec: {
-                /**
-                 * @description `transfer` restores weights from `source.checkpoint`; `pretrain` builds a network from scratch (`model.architecture` or `model.topology`).
-                 * @enum {unknown}
-                 */
-                type: "pretrain" | "transfer";
-                /** @description transfer only: where restored weights come from. */
-                source?: {
-                    /** @description Source checkpoint under checkpoints/. */
-                    checkpoint: string;
-                    /** @description Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight). */
-                    restore?: string;
-                };
-                /** @description Layers whose weights stay fixed: a regex over layer names or a list of names. A frozen BatchNormalization runs in inference mode. */
-                freeze?: string | string[];
-                /** @description The target network. Without it a transfer job keeps the source topology. */
-                model?: {
-                    /**
-                     * @description pretrain: a built-in network.
-                     * @enum {unknown}
-                     */
-                    architecture?: "conv-autoencoder" | "conv-classifier";
-                    /** @description Options of a built-in architecture. */
-                    options?: {
-                        /** @description [height, width, channels]; default: the dataset's shape. */
-                        inputShape?: number[];
-                        /** @description Filters per encoder conv (default [16, 32]); layers are enc_conv1, enc_conv2, ... */
-                        filters?: number[];
-                        /** @description Square kernel size of every conv (default 5). */
-                        kernelSize?: number;
-                        /** @description conv-autoencoder: units of the dense code layer enc_code (default 64; 0 = none). */
-                        bottleneck?: number;
-                        /** @description conv-classifier: units of the hidden dense layer before the output (default 0 = none). */
-                        units?: number;
-                    };
-                    /** @description transfer: keep the source layers up to and including this one. */
-                    cut?: string;
-                    /** @description Layers appended after `cut` (or after the last kept layer). */
-                    head?: {
-                        /**
-                         * @description Layer kind. `dense`: a fully connected layer (`units`, `activation`, `useBias`); `dropout`: drops a fraction `rate` of its inputs while training (seeded); `flatten`: flattens a feature map into a vector; `globalAveragePooling2d`: averages each channel of a feature map; `batchNormalization`: normalises each channel over the batch (`momentum`); `layerNormalization`: normalises each sample over its last axis (`epsilon`).
-                         * @enum {unknown}
-                         */
-                        type: "dense" | "dropout" | "flatten" | "globalAveragePooling2d" | "batchNormalization" | "layerNormalization";
-                        /** @description Layer name (default head_<index>_<type>); must not clash with a kept source layer. */
-                        name?: string;
-                        /** @description dense: output units (required for dense). */
-                        units?: number;
-                        /**
-                         * @description dense: activation (default linear).
-                         * @enum {unknown}
-                         */
-                        activation?: "linear" | "relu" | "relu6" | "elu" | "selu" | "sigmoid" | "softmax" | "softplus" | "tanh" | "swish";
-                        /** @description dense: add a bias (default true). */
-                        useBias?: boolean;
-                        /** @description dropout: fraction dropped (required for dropout). */
-                        rate?: number;
-                        /** @description batchNormalization: moving-average momentum (default 0.99). */
-                        momentum?: number;
-                        /** @description layerNormalization: added to the variance (default 0.001). */
-                        epsilon?: number;
-                    }[];
-                    /** @description A Keras / TensorFlow.js model JSON (`modelTopology` or the model config) for full control. */
-                    topology?: {
-                        [key: string]: unknown;
-                    };
-                };
-                dataset: {
-                    /** @description Dataset under datasets/. */
-                    name: string;
-                    /** @description Fraction of the training split held out (stratified, seeded); default 0.1. */
-                    validationSplit?: number;
-                    /** @description Use at most this many training samples (a seeded stratified subset), e.g. to study small data. */
-                    limit?: number;
-                };
-                training?: {
-                    /** @description default 10 */
-                    epochs?: number;
-                    /** @description default 32 */
-                    batchSize?: number;
-                    /**
-                     * @description default adam
-                     * @enum {unknown}
-                     */
-                    optimizer?: "adam" | "sgd" | "momentum" | "rmsprop" | "adagrad";
-                    /** @description default 0.001 */
-                    learningRate?: number;
-                    /** @description Seeds initialisation, split and shuffling (default 0). */
-                    seed?: number;
-                    /** @description Regex over layer names → learning-rate multiplier (first match wins), e.g. {"^enc_": 0.1}. Each group gets its own optimizer. */
-                    lrMultipliers?: {
-                        [key: string]: number;
-                    };
-                    earlyStopping?: {
-                        /** @description Epochs without validation-loss improvement before stopping. */
-                        patience: number;
-                        /** @description Smallest improvement that counts (default 0). */
-                        minDelta?: number;
-                    };
-                    /** @description Fail the job with `timeout` past this training time. */
-                    maxRuntimeSeconds?: number;
-                };
-                output: {
-                    /** @description Name of the checkpoint to write; must not exist yet. */
-                    checkpoint: string;
-                    /**
-                     * @description `best` keeps the weights of the epoch with the lowest validation loss (default last).
-                     * @enum {unknown}
-                     */
-                    select?: "last" | "best";
-                };
-            } | {
-                /**
-                 * @description `evaluate`: metrics of `source.checkpoint` on a dataset split (loss, accuracy, per-class accuracy, confusion matrix, most confident mistakes). `predict`: its predictions for every sample of the split, as a JSONL file (GET /v1/jobs/{id}/output).
-                 * @enum {unknown}
-                 */
-                type: "evaluate" | "predict";
-                source: {
-                    /** @description The checkpoint to evaluate or predict with. */
-                    checkpoint: string;
-                };
-                dataset: {
-                    /** @description Dataset under datasets/ (IDX or image folders; an uploaded folder of images is one). */
-                    name: string;
-                    /**
-                     * @description default test
-                     * @enum {unknown}
-                     */
-                    split?: "test" | "train";
-                };
-                /** @description evaluate: how many of the most confident mistakes to list (default 20). */
-                mistakes?: number;
-                /** @description predict: classes listed per line, most probable first (default 5). */
-                top?: number;
-            };
+            spec: components["schemas"]["JobSpec"] | components["schemas"]["UseJobSpec"];
             progress: {
                 /** @description loading | building | caching | training | evaluating | saving */
                 phase?: string;
@@ -910,7 +912,7 @@ export interface operations {
         /** @description A training job (`pretrain`, `transfer`), or a job that uses a checkpoint (`evaluate`, `predict`). */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["JobSpec"];
+                "application/json": unknown;
             };
         };
         responses: {
@@ -989,7 +991,7 @@ export interface operations {
         /** @description A training job (`pretrain`, `transfer`), or a job that uses a checkpoint (`evaluate`, `predict`). */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["JobSpec"];
+                "application/json": unknown;
             };
         };
         responses: {

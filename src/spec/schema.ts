@@ -136,7 +136,7 @@ export const UseJobSpecSchema = Type.Object(
     dataset: Type.Object(
       {
         name: Name('Dataset under datasets/ (IDX or image folders; an uploaded folder of images is one).'),
-        split: Type.Optional(Type.Enum(['test', 'train'], { description: 'default test' })),
+        split: Type.Optional(Type.Enum(['test', 'train'], { description: 'default: test, or train for a dataset with one split (a folder of class folders)' })),
       },
       strict,
     ),

@@ -20,6 +20,6 @@ export async function preflightUse(spec: UseJobSpec, storage: PreflightStorage):
 
 /** The use job as it will run: defaults written in. */
 export function useDefaults(spec: UseJobSpec): UseJobSpec {
-  const base = { ...spec, dataset: { split: 'test' as const, ...spec.dataset } };
-  return spec.type === 'evaluate' ? { mistakes: DEFAULT_MISTAKES, ...base } : { top: DEFAULT_PREDICT_TOP, ...base };
+  // `dataset.split` stays as given: without it the worker takes the test split, or the only one.
+  return spec.type === 'evaluate' ? { mistakes: DEFAULT_MISTAKES, ...spec } : { top: DEFAULT_PREDICT_TOP, ...spec };
 }

@@ -5,6 +5,7 @@ import { UnprocessableError } from '../../src/errors';
 import type { JobResult } from '../../src/jobs/types';
 import type { UseJobSpec } from '../../src/spec/schema';
 import { MANIFEST_FILE, parseManifest } from '../../src/storage/checkpoints';
+import { DatasetCatalog } from '../../src/storage/datasets';
 import { loadDataset } from './data';
 import { loadModel } from './checkpoint-io';
 import type { RunContext } from './run-job';
@@ -33,13 +34,18 @@ async function loadInputs(spec: UseJobSpec, ctx: RunContext): Promise<UseInputs>
   try {
     const manifest = await fs.readFile(path.join(dir, MANIFEST_FILE)).then((b) => parseManifest(dir, b, SOURCE), () => null);
     const inputShape = model.inputs[0].shape.slice(1) as number[];
-    const split = spec.dataset.split ?? 'test';
+    // Default: the test split, or the only split of a folder of class folders (an uploaded image set).
+    const split = spec.dataset.split ?? ((await new DatasetCatalog(ctx.layout, ctx.datasetLimits).describe(spec.dataset.name)).splits.test ? 'test' : 'train');
     const data = await loadDataset(ctx.layout, spec.dataset.name, { inputShape, split, limits: ctx.datasetLimits });
     const classifier = manifest?.task === 'classification' || (manifest === null && finalUnits(model) === data.classes.length);
     const labels = classifier ? (manifest?.labels ?? data.classes) : null;
     let truth: Int32Array | null = null;
     if (labels) {
       const unknown = data.classes.filter((c) => !labels.includes(c));
+      if (unknown.length > 0 && spec.type === 'predict') {
+        // Folders named otherwise than the checkpoint's classes: predictions without a true label.
+        return { model, manifest, labels, x: { data: data.images, shape: [...data.shape] }, truth: null };
+      }
       if (unknown.length > 0) {
         throw new UnprocessableError('classes_mismatch', `Dataset "${spec.dataset.name}" has classes the checkpoint does not know: ${unknown.slice(0, 8).join(', ')}; the checkpoint's classes are ${labels.slice(0, 20).join(', ')}.`, '/dataset/name');
       }
