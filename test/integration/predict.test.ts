@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import request from 'supertest';
 import { buildTestApp, type TestApp } from '../helpers/app';
-import { makeTestEnv, type TestEnv } from '../helpers/env';
+import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env';
 import { writeMnistDataset } from '../helpers/fixtures';
 import { classifierSpec, waitForJobEnd } from '../helpers/jobs';
 import { startProcess, type RunningProcess } from '../helpers/processes';
@@ -189,6 +189,18 @@ describe('predict with a trained checkpoint', () => {
     const stray = await request(t.app.server).post('/v1/jobs').send({ type: 'predict', source: { checkpoint: 'clf' }, dataset: { name: 'digits' }, output: { checkpoint: 'x' } });
     expect(stray.status).toBe(400);
     expect(stray.body.error).toMatchObject({ code: 'unknown_field', param: '/output' });
+  });
+
+  it('replaces a crashed inference process on the next request', async () => {
+    const { pid } = await stats();
+    process.kill(pid, 'SIGKILL');
+    const res = await waitFor(async () => {
+      const r = await predict('clf', { instances: [instance(0)] });
+      if (r.status === 503) expect(r.headers['retry-after']).toBeDefined();
+      return r.status === 200 ? r : null;
+    }, 60_000, 'a prediction after the inference process was killed', 100);
+    expect(res.body.predictions).toHaveLength(1);
+    expect((await stats()).pid).not.toBe(pid);
   });
 
   it('evicts a deleted checkpoint from the inference processes', async () => {
