@@ -9,11 +9,12 @@ import type { JobStore, TransitionRequest } from '../src/jobs/job-store';
 import { readOwnOutput } from '../src/jobs/own-output';
 import type { Job, JobError, JobProgress, JobResult } from '../src/jobs/types';
 import { validateSpec } from '../src/spec/validate';
-import type { JobSpec } from '../src/spec/schema';
+import { isUseJob, outputOf, type AnyJobSpec } from '../src/spec/schema';
 import { datasetLimits } from '../src/storage/datasets';
 import type { DataLayout } from '../src/storage/layout';
 import type { BackendName } from './engine/backend';
 import { runJob, type RunContext } from './engine/run-job';
+import { runUseJob } from './engine/use-job';
 import { JobCancelledError, JobInterruptedError } from './engine/trainer';
 import { AttemptSignals } from './attempt-signals';
 
@@ -50,7 +51,7 @@ class OwnershipLostError extends Error {
 export class TrainAttempt {
   private readonly id: string;
   private readonly log: Logger;
-  private spec!: JobSpec;
+  private spec!: AnyJobSpec;
   private tenant = DEFAULT_TENANT;
   private signals!: AttemptSignals;
   private latest: JobProgress | null = null;
@@ -71,7 +72,7 @@ export class TrainAttempt {
     if (!record) throw new UnrecoverableError(`job record ${this.id} no longer exists`);
     const begun = await this.begin(record);
     if (begun) return begun;
-    const written = await readOwnOutput(this.services.layout, this.output, this.id);
+    const written = this.output ? await readOwnOutput(this.services.layout, this.output, this.id) : null;
     if (written) {
       // An earlier attempt died between writing the checkpoint and recording success.
       this.log.info('checkpoint was already written by an earlier attempt; recording success');
@@ -79,7 +80,8 @@ export class TrainAttempt {
     }
     this.signals = new AttemptSignals(this.services.store, this.id, this.token, this.bullSignal);
     try {
-      const outcome = await runJob(this.spec, this.runContext());
+      // Evaluate and predict jobs are short and write nothing until the end: a retry starts them over.
+      const outcome = isUseJob(this.spec) ? await runUseJob(this.spec, this.runContext()) : await runJob(this.spec, this.runContext());
       return await this.succeed(outcome.result);
     } catch (err) {
       return this.settleError(err);
@@ -87,8 +89,8 @@ export class TrainAttempt {
   }
 
   private get output(): string {
-    // A spec that failed validation may lack it; then there is no reservation to release.
-    return this.spec?.output?.checkpoint ?? '';
+    // A spec that failed validation may lack it, and evaluate/predict jobs write none: then there is no reservation to release.
+    return outputOf(this.spec);
   }
 
   private end(req: Omit<TransitionRequest, 'guard' | 'output' | 'tenant'>) {

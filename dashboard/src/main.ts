@@ -34,7 +34,7 @@ function jobsView(signal: AbortSignal, status: JobStatus | ''): HTMLElement {
     const page = unwrap(await client.GET('/v1/jobs', { params: { query: { limit: 50, ...(status ? { status } : {}) } } }));
     const rows = page.data.map((j) => {
       const p = j.progress;
-      return [h('span', { class: 'mono' }, j.id.slice(0, 8)), j.type, badge(j.status), j.spec.output.checkpoint, j.spec.dataset.name, p ? `${p.epoch}/${p.epochs}` : '–', fmt(p?.loss ?? j.result?.metrics.train?.loss ?? j.result?.metrics.validation?.loss), fmt(j.result?.metrics.test?.accuracy ?? j.result?.metrics.validation?.accuracy), time(j.createdAt)];
+      return [h('span', { class: 'mono' }, j.id.slice(0, 8)), j.type, badge(j.status), 'output' in j.spec ? j.spec.output.checkpoint : j.spec.source.checkpoint, j.spec.dataset.name, p ? `${p.epoch}/${p.epochs}` : '–', fmt(p?.loss ?? j.result?.metrics.train?.loss ?? j.result?.metrics.validation?.loss), fmt(j.result?.metrics.test?.accuracy ?? j.result?.metrics.validation?.accuracy), time(j.createdAt)];
     });
     body.replaceChildren(
       page.data.length
@@ -134,7 +134,7 @@ function jobView(signal: AbortSignal, id: string): HTMLElement {
         'dl',
         { class: 'kv' },
         h('dt', {}, 'type'), h('dd', {}, job.type),
-        h('dt', {}, 'output'), h('dd', {}, h('a', { href: '#/checkpoints' }, job.spec.output.checkpoint)),
+        h('dt', {}, 'output'), h('dd', {}, h('a', { href: '#/checkpoints' }, 'output' in job.spec ? job.spec.output.checkpoint : job.spec.source.checkpoint)),
         h('dt', {}, 'dataset'), h('dd', {}, job.spec.dataset.name),
         h('dt', {}, 'source'), h('dd', {}, job.spec.type === 'transfer' ? (job.spec as { source?: { checkpoint?: string } }).source?.checkpoint ?? '–' : 'built from scratch'),
         h('dt', {}, 'progress'), h('dd', { 'data-progress': (done * 100).toFixed(0) }, p ? progressText(p) : job.status),

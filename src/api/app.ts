@@ -33,6 +33,8 @@ export type AppConfig = Pick<
   | 'JOB_SPEC_MAX_BYTES'
   | 'SSE_MAX_STREAMS'
   | 'RATE_LIMIT_PER_MINUTE'
+  | 'PREDICT_MAX_INSTANCES'
+  | 'PREDICT_MAX_BYTES'
 >;
 
 /** Budgets the routes enforce, resolved once from the config. */
@@ -45,6 +47,8 @@ export interface ApiLimits {
   retryAfterSeconds: number;
   /** Requests per key (or IP) per minute to /v1, across processes; 0 = unlimited. */
   rateLimitPerMinute: number;
+  /** POST /v1/checkpoints/{name}/predict: instances and bytes per request (PREDICT_MAX_INSTANCES, PREDICT_MAX_BYTES). */
+  predict: { maxInstances: number; maxBytes: number };
 }
 
 export interface BuildAppOptions {
@@ -137,7 +141,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   await registerDashboard(app);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, { deps: opts.deps });
-  const limits: ApiLimits = { jobSpecMaxBytes: config.JOB_SPEC_MAX_BYTES, sseMaxStreams: config.SSE_MAX_STREAMS, retryAfterSeconds: config.PRESSURE_RETRY_AFTER_SECONDS, rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE };
+  const limits: ApiLimits = { jobSpecMaxBytes: config.JOB_SPEC_MAX_BYTES, sseMaxStreams: config.SSE_MAX_STREAMS, retryAfterSeconds: config.PRESSURE_RETRY_AFTER_SECONDS, rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE, predict: { maxInstances: config.PREDICT_MAX_INSTANCES, maxBytes: config.PREDICT_MAX_BYTES } };
   await app.register(v1Routes, { deps: opts.deps, limits, prefix: '/v1' });
   return app;
 }

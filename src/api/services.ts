@@ -27,6 +27,9 @@ import { FileMemo } from './file-memo';
 import { ApiMetrics, QUEUE_STATES } from './metrics';
 import { PlanCache } from './plan-cache';
 import { UntrustedPool } from './untrusted-pool';
+import { EvictionBus } from '../inference/eviction-bus';
+import { InferenceClient } from '../inference/inference-client';
+import { PredictionService } from '../inference/prediction-service';
 
 /** How long an Idempotency-Key remembers its job (clients retry within minutes, not days). */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -52,6 +55,8 @@ export interface AppDeps {
   rateLimitStore: { redis: Redis; nameSpace: string };
   /** Prometheus metrics served at GET /metrics; pools report their saturation through `metrics.register`. */
   metrics: ApiMetrics;
+  /** Predictions with stored checkpoints, run in inference child processes (src/inference). */
+  predictions: PredictionService;
 }
 
 export interface Services {
@@ -117,6 +122,29 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
   const keyNames = new JobKeys(config.QUEUE_NAME);
   const keys = new KeyStore(redis, keyNames);
   const auth = await authenticatorFor(config, keys, keyNames, logger);
+  const inference = new InferenceClient({
+    processes: config.INFERENCE_PROCESSES,
+    maxConcurrent: config.INFERENCE_MAX_CONCURRENT,
+    timeoutMs: config.INFERENCE_TIMEOUT_MS,
+    settings: {
+      backend: config.GRAFT_BACKEND,
+      batchWindowMs: config.INFERENCE_BATCH_WINDOW_MS,
+      maxBatch: config.INFERENCE_MAX_BATCH,
+      modelCache: config.INFERENCE_MODEL_CACHE,
+      imageLimits: datasetLimits(config),
+    },
+    logger: logger.child({ component: 'inference' }),
+  });
+  const evictions = new EvictionBus({
+    publisher: redis,
+    connect: () => createRedis(config.REDIS_URL),
+    channel: new JobKeys(config.QUEUE_NAME).checkpointDeletedChannel,
+    dataDir: config.DATA_DIR,
+    onEvict: (dir) => inference.evict(dir),
+    logger,
+  });
+  const predictions = new PredictionService({ checkpoints, client: inference, bus: evictions });
+  metrics.register('inference', () => ({ busy: inference.busy, queued: 0, capacity: config.INFERENCE_MAX_CONCURRENT }));
 
   let closing: Promise<void> | null = null;
   return {
@@ -136,6 +164,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       audit: new RedisAuditLog(redis, keyNames, config.JOB_RETENTION_SECONDS),
       keys,
       rateLimitStore: { redis, nameSpace: keyNames.rateLimitPrefix },
+      predictions,
       health: {
         redis: async () => {
           const pong = await redis.ping();
@@ -152,7 +181,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       closing ??= (async () => {
         await events.close();
         await auth.close?.();
-        await Promise.all([queue.close(), pool.close()]);
+        await Promise.all([queue.close(), pool.close(), inference.close(), evictions.close()]);
         const conn = queue.queue.opts.connection as { quit?: () => Promise<unknown> } | undefined;
         await Promise.allSettled([redis.quit(), conn?.quit?.()]);
       })();

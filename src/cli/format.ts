@@ -10,11 +10,16 @@ export function table(headers: string[], rows: (string | number)[][]): string {
 
 const num = (v: number | null | undefined, digits = 4): string => (v === null || v === undefined ? '-' : v.toFixed(digits));
 
+/** The checkpoint a training job writes; for an evaluate or predict job, the one it uses. */
+function outputName(job: Job): string {
+  return 'output' in job.spec ? job.spec.output.checkpoint : `(${job.spec.type} ${job.spec.source.checkpoint})`;
+}
+
 export function jobsTable(jobs: Job[]): string {
   if (jobs.length === 0) return 'no jobs';
   return table(
     ['ID', 'TYPE', 'STATUS', 'OUTPUT', 'EPOCH', 'LOSS', 'CREATED'],
-    jobs.map((j) => [j.id, j.type, j.status, j.spec.output.checkpoint, j.progress ? `${j.progress.epoch}/${j.progress.epochs}` : '-', num(j.progress?.loss), j.createdAt]),
+    jobs.map((j) => [j.id, j.type, j.status, outputName(j), j.progress ? `${j.progress.epoch}/${j.progress.epochs}` : '-', num(j.progress?.loss), j.createdAt]),
   );
 }
 
@@ -23,7 +28,7 @@ export function jobDetails(job: Job): string {
     `id        ${job.id}`,
     `type      ${job.type}`,
     `status    ${job.status}`,
-    `output    ${job.spec.output.checkpoint}`,
+    `output    ${outputName(job)}`,
     `created   ${job.createdAt}`,
     `started   ${job.startedAt ?? '-'}`,
     `finished  ${job.finishedAt ?? '-'}`,

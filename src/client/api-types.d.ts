@@ -102,6 +102,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/jobs/{id}/output": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A predict job's predictions, one JSON object per line (JSONL), streamed
+         * @description Each line: `{index, label?, predicted, probability, top}` for a classifier (`label` is the true class when the split has labels), `{index, output}` otherwise. 409 until the job has succeeded, or for a job that is not a predict job.
+         */
+        get: operations["getJobOutput"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/jobs/{id}/checkpoints": {
         parameters: {
             query?: never;
@@ -212,6 +232,26 @@ export interface paths {
         get: operations["downloadCheckpointArchive"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/checkpoints/{name}/predict": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Predict with a checkpoint: class probabilities, outputs, or a layer's activations
+         * @description JSON `{instances, top?, layer?}`, or multipart/form-data with one or more image files (PNG, JPEG, WebP; fields `top` and `layer` optional) that are decoded and preprocessed exactly as the checkpoint's training data was (its manifest's `preprocess`: stretched to the input size, its channels, scaled to [0, 1]). Classifiers answer `predictions` with labels from the checkpoint's class names; other models, or a `layer`, answer `outputs`. Runs in an inference process, micro-batched with concurrent requests for the same checkpoint. Bad instances are 4xx naming `/instances/<i>`; too many instances or bytes 413; too many concurrent predictions 429 with Retry-After.
+         */
+        post: operations["predictWithCheckpoint"];
         delete?: never;
         options?: never;
         head?: never;
@@ -479,12 +519,37 @@ export interface components {
                 select?: "last" | "best";
             };
         };
+        /** @description A job that uses a trained checkpoint: evaluation or batch prediction. */
+        UseJobSpec: {
+            /**
+             * @description `evaluate`: metrics of `source.checkpoint` on a dataset split (loss, accuracy, per-class accuracy, confusion matrix, most confident mistakes). `predict`: its predictions for every sample of the split, as a JSONL file (GET /v1/jobs/{id}/output).
+             * @enum {unknown}
+             */
+            type: "evaluate" | "predict";
+            source: {
+                /** @description The checkpoint to evaluate or predict with. */
+                checkpoint: string;
+            };
+            dataset: {
+                /** @description Dataset under datasets/ (IDX or image folders; an uploaded folder of images is one). */
+                name: string;
+                /**
+                 * @description default: test, or train for a dataset with one split (a folder of class folders)
+                 * @enum {unknown}
+                 */
+                split?: "test" | "train";
+            };
+            /** @description evaluate: how many of the most confident mistakes to list (default 20). */
+            mistakes?: number;
+            /** @description predict: classes listed per line, most probable first (default 5). */
+            top?: number;
+        };
         Job: {
             id: string;
             /** @description The tenant that owns the job. */
             tenant: string;
             /** @enum {unknown} */
-            type: "pretrain" | "transfer";
+            type: "pretrain" | "transfer" | "evaluate" | "predict";
             /** @enum {unknown} */
             status: "queued" | "running" | "succeeded" | "failed" | "cancelled";
             /** Format: date-time */
@@ -494,7 +559,7 @@ export interface components {
             /** @description Times a worker has started this job. */
             attempts: number;
             worker?: string | null;
-            spec: components["schemas"]["JobSpec"];
+            spec: components["schemas"]["JobSpec"] | components["schemas"]["UseJobSpec"];
             progress: {
                 /** @description loading | building | caching | training | evaluating | saving */
                 phase?: string;
@@ -548,6 +613,24 @@ export interface components {
                 frozen?: string[];
                 featureCache?: boolean;
                 trainingSeconds?: number;
+                /** @description evaluate jobs: the most confident mistakes, most confident first. */
+                mistakes?: {
+                    /** @description Position of the sample in the split (IDX order, or the sorted files of image folders). */
+                    index: number;
+                    /** @description Image folders: the file, relative to the dataset. */
+                    file?: string;
+                    /** @description The true class. */
+                    label: string;
+                    predicted: string;
+                    /** @description The probability the model gave its (wrong) prediction. */
+                    probability: number;
+                }[];
+                /** @description predict jobs: the JSONL file GET /v1/jobs/{id}/output streams. */
+                output?: {
+                    lines: number;
+                    bytes: number;
+                    accuracy: number | null;
+                };
             } | null;
             error: {
                 /** @description Stable snake_case code. */
@@ -658,6 +741,21 @@ export interface components {
                 task?: "classification" | "reconstruction";
                 /** @description One sample, without the batch dimension, e.g. [28, 28, 1]. */
                 inputShape?: number[];
+                /** @description How training preprocessed its inputs; prediction of image files repeats it. */
+                preprocess?: {
+                    /**
+                     * @description stretch: resized to the input size without keeping the aspect ratio.
+                     * @enum {string}
+                     */
+                    resize: "stretch";
+                    /** @description 1 = grayscale, 3 = sRGB (alpha dropped). */
+                    channels: 1 | 3;
+                    /**
+                     * @description unit: pixel bytes divided by 255, to [0, 1].
+                     * @enum {string}
+                     */
+                    scaling: "unit";
+                };
                 /** @description Class names, index = output unit. */
                 labels?: string[];
                 /** @description The job spec that produced this checkpoint. */
@@ -934,10 +1032,10 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description A transfer-learning or pretraining job. */
+        /** @description A training job (`pretrain`, `transfer`), or a job that uses a checkpoint (`evaluate`, `predict`). */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["JobSpec"];
+                "application/json": unknown;
             };
         };
         responses: {
@@ -1022,10 +1120,10 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description A transfer-learning or pretraining job. */
+        /** @description A training job (`pretrain`, `transfer`), or a job that uses a checkpoint (`evaluate`, `predict`). */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["JobSpec"];
+                "application/json": unknown;
             };
         };
         responses: {
@@ -1121,6 +1219,55 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    getJobOutput: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The JSONL file, streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": unknown;
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -1537,6 +1684,119 @@ export interface operations {
                 content: {
                     "application/gzip": components["schemas"]["ErrorResponse"];
                     "application/zip": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    predictWithCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Each instance a nested [height][width][channels] array, or a flat array of that many numbers, in the scale the model was trained on ([0, 1] for images). */
+                    instances: unknown[][];
+                    /** @description Classes listed per prediction, most probable first (default 5). */
+                    top?: number;
+                    /** @description Return this layer's activations (an embedding) instead of the model's output. */
+                    layer?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        checkpoint: string;
+                        /** @description One per instance, in order. */
+                        predictions: {
+                            label: string;
+                            probability: number;
+                            top: {
+                                label: string;
+                                probability: number;
+                            }[];
+                        }[];
+                    } | {
+                        checkpoint: string;
+                        /** @description One per instance, in order: the output (or the layer's activations) flattened. */
+                        outputs: number[][];
+                        /** @description The shape of one instance's output before flattening. */
+                        shape: number[];
+                    };
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };

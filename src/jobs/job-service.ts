@@ -1,11 +1,14 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { jobOutputFile } from '../storage/job-output';
 import type { Redis } from 'ioredis';
 import type { BaseLogger, Logger } from 'pino';
 import { DEFAULT_TENANT, PUBLIC_TENANT, type Principal } from '../auth/principal';
 import { ConflictError, GraftError, NotFoundError } from '../errors';
 import { preflight, type DatasetInfo, type PreflightLimits, type PreflightStorage } from '../spec/preflight';
 import type { JobPlan } from '../spec/plan';
-import { withDefaults, type JobSpec } from '../spec/schema';
+import { isUseJob, outputOf, withDefaults, type AnyJobSpec, type JobSpec, type UseJobSpec } from '../spec/schema';
+import { preflightUse, useDefaults } from '../spec/use-preflight';
 import type { JobQueue } from './job-queue';
 import type { JobStore, ListOptions } from './job-store';
 import type { JobEvent } from './job-events';
@@ -43,8 +46,12 @@ export class JobService {
    * Every check a submission gets, and the network the worker would build, without enqueueing
    * anything. `errors` lists everything found, with the codes a job would fail with.
    */
-  async plan(input: JobSpec, tenant: string): Promise<PlanReport> {
+  async plan(input: AnyJobSpec, tenant: string): Promise<PlanReport> {
     void tenant; // names in the spec resolve in the tenant's namespace once preflight takes it (storage)
+    if (isUseJob(input)) {
+      const errors = await preflightUse(input, this.deps.storage);
+      return { valid: errors.length === 0, errors: sortErrors(errors).map((e) => ({ code: e.code, message: e.message, param: e.param })), warnings: [], plan: null };
+    }
     const spec = withDefaults(input);
     const report = await preflight(spec, this.deps.storage, this.deps.preflightLimits);
     const errors = [...report.errors];
@@ -67,7 +74,8 @@ export class JobService {
    * enqueueing fails the record and the reservation are rolled back, so a 5xx never leaves a
    * phantom job behind.
    */
-  async submit(input: JobSpec, tenant: string, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
+  async submit(input: AnyJobSpec, tenant: string, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
+    if (isUseJob(input)) return this.submitUse(useDefaults(input), tenant, id, log);
     const spec = withDefaults(input);
     const report = await preflight(spec, this.deps.storage, this.deps.preflightLimits);
     if (report.errors.length > 0) throw pickFirst(report.errors);
@@ -75,8 +83,29 @@ export class JobService {
     // classes, an unbuildable topology) is refused now rather than after minutes in the queue.
     await this.deps.planner(spec, report.dataset!);
 
+    const job = await this.record(id, spec, tenant);
+    for (const warning of report.warnings) await this.deps.store.events.append(id, { level: 'warning', message: warning });
+    // `log` is the request's logger when there is one, so the line carries the request id.
+    log.info({ jobId: id, tenant, type: spec.type, output: spec.output.checkpoint }, 'job queued');
+    return job;
+  }
+
+  /** An evaluate or predict job: it writes no checkpoint, so nothing is reserved and nothing planned. */
+  private async submitUse(spec: UseJobSpec, tenant: string, id: string, log: Pick<BaseLogger, 'info'>): Promise<Job> {
+    const errors = await preflightUse(spec, this.deps.storage);
+    if (errors.length > 0) throw pickFirst(errors);
+    const job = await this.record(id, spec, tenant);
+    log.info({ jobId: id, tenant, type: spec.type, checkpoint: spec.source.checkpoint }, 'job queued');
+    return job;
+  }
+
+  /**
+   * Records a checked job and enqueues it. Quota, output reservation, record, indexes and
+   * fair-scheduling tag are one script (one round trip); if enqueueing fails the record and the
+   * reservation are rolled back, so a 5xx never leaves a phantom job behind.
+   */
+  private async record(id: string, spec: AnyJobSpec, tenant: string): Promise<Job> {
     const { store, queue } = this.deps;
-    // Quota, reservation, record, indexes and fair-scheduling tag: one script, one round trip.
     const outcome = await store.create(id, spec, tenant, this.deps.limits.defaults);
     if ('quota' in outcome) {
       const { used, limit } = outcome.quota;
@@ -87,19 +116,15 @@ export class JobService {
       );
     }
     if (!('created' in outcome)) {
-      throw new ConflictError('checkpoint_reserved', `Another queued or running job already writes the checkpoint "${spec.output.checkpoint}".`, '/output/checkpoint');
+      throw new ConflictError('checkpoint_reserved', `Another queued or running job already writes the checkpoint "${outputOf(spec)}".`, '/output/checkpoint');
     }
-    const job = outcome.created;
     try {
       await queue.enqueue(id, outcome.priority);
     } catch (err) {
-      await store.discard(id, spec.output.checkpoint, tenant).catch(() => undefined);
+      await store.discard(id, outputOf(spec), tenant).catch(() => undefined);
       throw err;
     }
-    for (const warning of report.warnings) await store.events.append(id, { level: 'warning', message: warning });
-    // `log` is the request's logger when there is one, so the line carries the request id.
-    log.info({ jobId: id, tenant, type: spec.type, output: spec.output.checkpoint }, 'job queued');
-    return job;
+    return outcome.created;
   }
 
   /**
@@ -108,7 +133,7 @@ export class JobService {
    * is a conflict. The key is claimed before submitting, so two racing retries create one job.
    * Keys are per tenant: two tenants using the same key never meet.
    */
-  async submitIdempotent(input: JobSpec, tenant: string, key: string, log?: Pick<BaseLogger, 'info'>): Promise<{ job: Job; replayed: boolean }> {
+  async submitIdempotent(input: AnyJobSpec, tenant: string, key: string, log?: Pick<BaseLogger, 'info'>): Promise<{ job: Job; replayed: boolean }> {
     const { redis, idempotencyTtlSeconds } = this.deps.idempotency;
     // The default tenant hashes the bare key, as before tenants, so retries across the upgrade still match.
     const redisKey = this.deps.store.keys.idempotency(sha256(tenant === DEFAULT_TENANT ? key : `${tenant}\n${key}`));
@@ -144,7 +169,7 @@ export class JobService {
     const { store, queue } = this.deps;
     const job = await this.get(id, viewer);
     if (job.status === 'cancelled') return { job, pending: false };
-    const outcome = await store.cancel(id, job.spec.output.checkpoint, job.tenant);
+    const outcome = await store.cancel(id, outputOf(job.spec), job.tenant);
     if (outcome === 'missing') return { job: await this.get(id, viewer), pending: false };
     if (outcome === 'finishing') {
       throw new ConflictError('job_finishing', 'The job is already writing its output checkpoint; it can no longer be cancelled.', null);
@@ -167,8 +192,19 @@ export class JobService {
     const ref = shared ? `${PUBLIC_TENANT}/${name}` : name;
     const jobs = await this.deps.store.active(shared ? undefined : tenant);
     return jobs
-      .filter((j) => (kind === 'dataset' ? j.spec.dataset.name === ref : j.spec.source?.checkpoint === ref || (!shared && j.spec.output.checkpoint === name)))
+      .filter((j) => (kind === 'dataset' ? j.spec.dataset.name === ref : j.spec.source?.checkpoint === ref || (!shared && outputOf(j.spec) === name)))
       .map((j) => j.id);
+  }
+
+  /** The JSONL file of a succeeded predict job; 409 while it is not ready (or the job is not a predict job). */
+  async outputFile(id: string, viewer: Viewer): Promise<string> {
+    const job = await this.get(id, viewer);
+    if (job.spec.type !== 'predict') throw new ConflictError('no_output', `Job "${id}" is a ${job.spec.type} job; only predict jobs write an output file.`, null);
+    if (job.status !== 'succeeded') throw new ConflictError('output_not_ready', `Job "${id}" is ${job.status}; its output is ready once it has succeeded.`, null);
+    const file = jobOutputFile(this.deps.layout, id);
+    const exists = await fs.stat(file).then((s) => s.isFile(), () => false);
+    if (!exists) throw new NotFoundError('output_not_found', `The output of job "${id}" is gone (removed with the job's folder).`, null);
+    return file;
   }
 
   async trainingCheckpoints(id: string, viewer: Viewer): Promise<TrainingCheckpointInfo[]> {

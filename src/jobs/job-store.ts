@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { DEFAULT_TENANT } from '../auth/principal';
-import type { JobSpec } from '../spec/schema';
+import { outputOf, type AnyJobSpec } from '../spec/schema';
 import { JobEvents } from './job-events';
 import { JobKeys } from './keys';
 import { JobScripts } from './scripts';
@@ -110,7 +110,7 @@ export class JobStore {
    * Checks the tenant's quota, reserves the output name, creates the queued record and gives it
    * its fair-scheduling priority, in one step (create.lua): one round trip whatever it finds.
    */
-  async create(id: string, spec: JobSpec, tenant: string, limits: { maxActiveJobs: number }, createdAt = new Date()): Promise<CreateOutcome> {
+  async create(id: string, spec: AnyJobSpec, tenant: string, limits: { maxActiveJobs: number }, createdAt = new Date()): Promise<CreateOutcome> {
     const job: Job = {
       id,
       tenant,
@@ -126,8 +126,8 @@ export class JobStore {
       result: null,
       error: null,
     };
-    const args = [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, JSON.stringify({ status: 'queued' }), tenant, limits.maxActiveJobs, MAX_PRIORITY];
-    const reply = (await this.run('create', id, spec.output.checkpoint, args, tenant)) as [number, string | number, ...(string | number)[]];
+    const args = [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, JSON.stringify({ status: 'queued' }), tenant, limits.maxActiveJobs, MAX_PRIORITY, outputOf(spec) === '' ? '0' : '1'];
+    const reply = (await this.run('create', id, outputOf(spec), args, tenant)) as [number, string | number, ...(string | number)[]];
     if (reply[0] === 1) return { created: job, priority: Number(reply[2]) };
     if (reply[1] === 'quota') return { quota: { used: Number(reply[2]), limit: Number(reply[3]) } };
     return { reserved: true };
@@ -311,7 +311,7 @@ export class JobStore {
       finishedAt: h.finishedAt ?? null,
       attempts: Number(h.attempts ?? 0),
       worker: h.worker ?? null,
-      spec: json<JobSpec>(h.spec)!,
+      spec: json<AnyJobSpec>(h.spec)!,
       progress: json<JobProgress>(h.progress),
       result: json<JobResult>(h.result),
       error: json<JobError>(h.error),

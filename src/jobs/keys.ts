@@ -22,6 +22,7 @@ import { JOB_STATUSES, type JobStatus } from './types';
  *                               started job) and, per tenant, the tag of its last submitted job
  *   graft:<q>:cancel:<id>       set when a cancel was requested; lives until the job ends
  *   graft:<q>:cancel            pub/sub channel: cancel requests to the worker holding a job
+ *   graft:<q>:checkpoint-deleted  pub/sub channel: a deleted checkpoint's folder, so every API process evicts its model
  *   graft:<q>:events:<id>       stream: the job's journal; expires with the record
  *   graft:<q>:expiries          zset: finished job ids by the time (ms) their record expires
  *   graft:<q>:tenants-adopted  set once records from before tenants joined tenant `default`
@@ -95,6 +96,10 @@ export class JobKeys {
 
   cancel(id: string): string {
     return `${this.prefix}:cancel:${id}`;
+  }
+
+  get checkpointDeletedChannel(): string {
+    return `${this.prefix}:checkpoint-deleted`;
   }
 
   get cancelChannel(): string {

@@ -1,3 +1,4 @@
+import { outputOf } from '../spec/schema';
 import type { Logger } from 'pino';
 import type { DataLayout } from '../storage/layout';
 import type { JobQueue } from './job-queue';
@@ -55,7 +56,7 @@ export class Reconciler {
   private async reconcile(job: Job): Promise<ReconcileAction> {
     if (job.status !== 'queued' && job.status !== 'running') return 'none';
     const { store, queue } = this.opts;
-    const output = job.spec.output.checkpoint;
+    const output = outputOf(job.spec);
     const { tenant } = job;
     const { state, failedReason } = await queue.state(job.id);
 
@@ -112,7 +113,7 @@ export class Reconciler {
 
   /** The queue is done with a job whose record is not: its checkpoint decides. */
   private async settleOrphan(job: Job, guard: { bull: 'missing' } | 'none'): Promise<ReconcileAction> {
-    const output = job.spec.output.checkpoint;
+    const output = outputOf(job.spec);
     const { tenant } = job;
     const written = await readOwnOutput(this.opts.layout, output, job.id);
     const now = new Date().toISOString();

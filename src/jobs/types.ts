@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { JobSpecSchema } from '../spec/schema';
+import { AnyJobSpecSchema } from '../spec/schema';
 
 /** graft's own view of a job (the REST contract), independent of BullMQ's states and retention. */
 export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
@@ -52,19 +52,37 @@ export const JobResultSchema = Type.Object({
   frozen: Type.Optional(Type.Array(Type.String())),
   featureCache: Type.Optional(Type.Boolean()),
   trainingSeconds: Type.Optional(Type.Number()),
+  mistakes: Type.Optional(
+    Type.Array(
+      Type.Object({
+        index: Type.Integer({ description: 'Position of the sample in the split (IDX order, or the sorted files of image folders).' }),
+        file: Type.Optional(Type.String({ description: 'Image folders: the file, relative to the dataset.' })),
+        label: Type.String({ description: 'The true class.' }),
+        predicted: Type.String(),
+        probability: Type.Number({ description: 'The probability the model gave its (wrong) prediction.' }),
+      }),
+      { description: 'evaluate jobs: the most confident mistakes, most confident first.' },
+    ),
+  ),
+  output: Type.Optional(
+    Type.Object(
+      { lines: Type.Integer(), bytes: Type.Integer(), accuracy: Nullable(Type.Number({ description: 'Share of lines whose prediction is the true label, when the split has labels.' })) },
+      { description: 'predict jobs: the JSONL file GET /v1/jobs/{id}/output streams.' },
+    ),
+  ),
 });
 
 export const JobSchema = Type.Object({
   id: Type.String(),
   tenant: Type.String({ description: 'The tenant that owns the job.' }),
-  type: Type.Enum(['pretrain', 'transfer']),
+  type: Type.Enum(['pretrain', 'transfer', 'evaluate', 'predict']),
   status: Type.Enum([...JOB_STATUSES]),
   createdAt: Type.String({ format: 'date-time' }),
   startedAt: Nullable(Type.String({ format: 'date-time' })),
   finishedAt: Nullable(Type.String({ format: 'date-time' })),
   attempts: Type.Integer({ description: 'Times a worker has started this job.' }),
   worker: Type.Optional(Nullable(Type.String({ description: 'The worker process (host:pid) that ran the latest attempt.' }))),
-  spec: JobSpecSchema,
+  spec: AnyJobSpecSchema,
   progress: Nullable(ProgressSchema),
   result: Nullable(JobResultSchema),
   error: Nullable(ErrorBodySchema),

@@ -123,6 +123,58 @@ export const JobSpecSchema = Type.Object(
 );
 
 export type JobSpec = Static<typeof JobSpecSchema>;
+
+/** Jobs that use a trained checkpoint instead of training one (issue 12). */
+export const USE_JOB_TYPES = ['evaluate', 'predict'] as const;
+export const DEFAULT_MISTAKES = 20;
+export const MAX_MISTAKES = 1000;
+export const DEFAULT_PREDICT_TOP = 5;
+
+export const UseJobSpecSchema = Type.Object(
+  {
+    type: Type.Enum([...USE_JOB_TYPES], {
+      description: '`evaluate`: metrics of `source.checkpoint` on a dataset split (loss, accuracy, per-class accuracy, confusion matrix, most confident mistakes). `predict`: its predictions for every sample of the split, as a JSONL file (GET /v1/jobs/{id}/output).',
+    }),
+    source: Type.Object({ checkpoint: Name('The checkpoint to evaluate or predict with.') }, strict),
+    dataset: Type.Object(
+      {
+        name: Name('Dataset under datasets/ (IDX or image folders; an uploaded folder of images is one).'),
+        split: Type.Optional(Type.Enum(['test', 'train'], { description: 'default: test, or train for a dataset with one split (a folder of class folders)' })),
+      },
+      strict,
+    ),
+    mistakes: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_MISTAKES, description: `evaluate: how many of the most confident mistakes to list (default ${DEFAULT_MISTAKES}).` })),
+    top: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: `predict: classes listed per line, most probable first (default ${DEFAULT_PREDICT_TOP}).` })),
+  },
+  { ...strict, description: 'A job that uses a trained checkpoint: evaluation or batch prediction.' },
+);
+export type UseJobSpec = Static<typeof UseJobSpecSchema>;
+export type AnyJobSpec = JobSpec | UseJobSpec;
+
+/**
+ * The body of POST /v1/jobs: a use job (`type` evaluate or predict) or a training job. `if/then/else`
+ * rather than a union, so a training spec's errors stay the precise ones of its own schema
+ * (a union would only say that no branch matched).
+ */
+export const SubmittedSpecSchema = Type.Unsafe<AnyJobSpec>({
+  description: 'A training job (`pretrain`, `transfer`), or a job that uses a checkpoint (`evaluate`, `predict`).',
+  if: { type: 'object', properties: { type: { enum: [...USE_JOB_TYPES] } }, required: ['type'] },
+  then: UseJobSpecSchema,
+  else: JobSpecSchema,
+});
+
+/** The spec as stored on a job record (responses). */
+export const AnyJobSpecSchema = Type.Union([JobSpecSchema, UseJobSpecSchema]);
+
+export function isUseJob(spec: AnyJobSpec): spec is UseJobSpec {
+  return (USE_JOB_TYPES as readonly string[]).includes(spec.type);
+}
+
+/** The checkpoint name a job reserves and writes; '' for a job that writes none. */
+export function outputOf(spec: AnyJobSpec | undefined): string {
+  if (!spec || isUseJob(spec)) return '';
+  return spec.output?.checkpoint ?? '';
+}
 export type HeadLayerSpec = Static<typeof HeadLayerSchema>;
 export type ArchitectureOptions = Static<typeof ArchitectureOptionsSchema>;
 

@@ -1,6 +1,6 @@
 import type { ValidateFunction } from 'ajv';
 import { checkSpec } from './check';
-import { JobSpecSchema, type JobSpec } from './schema';
+import { isUseJob, SubmittedSpecSchema, type AnyJobSpec } from './schema';
 import { makeSchemaCompiler, toValidationError } from './validation';
 
 let compiled: ValidateFunction | null = null;
@@ -10,10 +10,11 @@ let compiled: ValidateFunction | null = null;
  * API's request bodies: a record edited in Redis, or written by an older API version, fails
  * cleanly instead of half-training.
  */
-export function validateSpec(value: unknown): JobSpec {
-  compiled ??= makeSchemaCompiler()(JobSpecSchema, 'body');
+export function validateSpec(value: unknown): AnyJobSpec {
+  compiled ??= makeSchemaCompiler()(SubmittedSpecSchema, 'body');
   if (!compiled(value)) throw toValidationError(compiled.errors ?? [], 'body');
-  const spec = value as JobSpec;
+  const spec = value as AnyJobSpec;
+  if (isUseJob(spec)) return spec;
   const problems = checkSpec(spec);
   if (problems.length > 0) throw problems[0];
   return spec;

@@ -37,9 +37,11 @@ describe('OpenAPI contract', () => {
   });
 
   it('refers to the job spec and the job instead of inlining them', () => {
-    expect(doc.paths['/v1/jobs'].post.requestBody!.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/JobSpec' });
-    expect(doc.paths['/v1/plans'].post.requestBody!.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/JobSpec' });
-    expect(doc.components.schemas.Job.properties!.spec).toEqual({ $ref: '#/components/schemas/JobSpec' });
+    // A training spec, or (type evaluate | predict) a job that uses a checkpoint.
+    const submitted = { $ref: '#/components/schemas/JobSpec' };
+    const use = { $ref: '#/components/schemas/UseJobSpec' };
+    for (const route of ['/v1/jobs', '/v1/plans']) expect(doc.paths[route].post.requestBody!.content['application/json'].schema).toMatchObject({ then: use, else: submitted });
+    expect(doc.components.schemas.Job.properties!.spec).toEqual({ anyOf: [submitted, use] });
     expect(JSON.stringify(doc).split('"earlyStopping"').length - 1).toBe(1);
   });
 

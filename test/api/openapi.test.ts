@@ -12,13 +12,14 @@ describe('openapi/', () => {
 
   it('documents the contract routes and the job spec', async () => {
     const doc = (await generateOpenApi()) as {
-      paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { $ref?: string; properties: Record<string, unknown> } }> } }>>;
+      paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { $ref?: string; else?: { $ref?: string; properties: Record<string, unknown> }; properties: Record<string, unknown> } }> } }>>;
       components: { schemas: Record<string, { properties: Record<string, unknown> }> };
     };
     for (const route of ['/v1/jobs', '/v1/jobs/{id}', '/v1/checkpoints', '/v1/checkpoints/{name}', '/v1/datasets', '/v1/datasets/{name}', '/healthz', '/readyz']) {
       expect(doc.paths[route]).toBeDefined();
     }
-    const body = doc.paths['/v1/jobs'].post.requestBody!.content['application/json'].schema;
+    // A training spec unless `type` is evaluate or predict (if/then/else).
+    const body = doc.paths['/v1/jobs'].post.requestBody!.content['application/json'].schema.else!;
     const spec = body.$ref ? doc.components.schemas[body.$ref.split('/').pop()!] : body;
     expect(Object.keys(spec.properties)).toEqual(['type', 'source', 'freeze', 'model', 'dataset', 'training', 'output']);
   });

@@ -41,7 +41,7 @@ describe('head layer registry', () => {
   });
 
   it('the worker\'s re-check accepts a layerNormalization head and rejects a stray field', () => {
-    expect(validateSpec(transfer([{ type: 'layerNormalization' }, { type: 'dense', units: 10 }])).model?.head?.[0].type).toBe('layerNormalization');
+    expect((validateSpec(transfer([{ type: 'layerNormalization' }, { type: 'dense', units: 10 }])) as JobSpec).model?.head?.[0].type).toBe('layerNormalization');
     expect(() => validateSpec(transfer([{ type: 'layerNormalization', units: 3 }]))).toThrow('`units` does not apply to a layerNormalization layer.');
   });
 

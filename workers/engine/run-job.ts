@@ -71,7 +71,7 @@ interface Prepared {
 }
 
 /** Default of SAMPLE_CACHE_SHARD_MB. */
-const DEFAULT_SHARD_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_SHARD_BYTES = 64 * 1024 * 1024;
 
 export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome> {
   const log = ctx.log ?? (() => undefined);
@@ -305,6 +305,7 @@ async function prepareData(spec: JobSpec, ctx: RunContext, target: TargetModel, 
   }
 }
 
+/** What the data loaders did to this input shape (src/storage/datasets: stretch, channels, bytes / 255). */
 function round(v: number, digits = 3): number {
   const f = 10 ** digits;
   return Math.round(v * f) / f;

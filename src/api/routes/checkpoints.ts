@@ -60,7 +60,10 @@ export const checkpointRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = as
     if (!(await deps.checkpoints.exists(name))) throw new NotFoundError('checkpoint_not_found', `There is no checkpoint "${name}".`, null);
     const users = await deps.jobs.usersOf('checkpoint', name);
     if (users.length > 0) throw inUse('checkpoint', name, users);
+    const dir = await deps.checkpoints.folder(name);
     await deps.checkpoints.remove(name);
+    // Every inference process drops the model (it could not answer for it anyway: its cache is keyed by content).
+    await deps.predictions.deleted(dir).catch((err: unknown) => request.log.warn({ err }, 'could not evict the deleted checkpoint from inference processes'));
     return reply.status(204).send(null);
   });
 };

@@ -1,7 +1,8 @@
+import { createReadStream } from 'node:fs';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { JobPlanSchema } from '../../spec/plan';
-import { JobSpecSchema } from '../../spec/schema';
+import { outputOf, SubmittedSpecSchema } from '../../spec/schema';
 import type { FastifyReply } from 'fastify';
 import { ErrorBodySchema, JOB_STATUSES, JobSchema, TERMINAL_STATUSES, type Job } from '../../jobs/types';
 import type { ApiLimits } from '../app';
@@ -58,7 +59,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
         summary: 'Submit a job',
         description:
           'Validates the spec (names, regexes, that the dataset and source checkpoint exist, that the restore regex selects weights and the frozen layers exist, that the output name is free) and queues it. Responds 202 with the job and its Location.',
-        body: JobSpecSchema,
+        body: SubmittedSpecSchema,
         response: { 200: JobSchema, 202: JobSchema, ...errors(400, 409, 413, 415, 422, 429) },
       },
     },
@@ -90,7 +91,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
         summary: 'Dry-run a job spec: nothing is queued',
         description:
           "Builds the target network exactly as a worker would (without training) and reports its layer table (output shape, params, restored?, frozen?, learning-rate multiplier), the restored / skipped / mismatched weights, total / trainable / frozen parameters, whether feature caching applies, and every error the job would hit, with the codes POST /v1/jobs would answer. A malformed spec is still a 400.",
-        body: JobSpecSchema,
+        body: SubmittedSpecSchema,
         response: { 200: PlanResponseSchema, ...errors(400, 413, 415) },
       },
     },
@@ -113,6 +114,24 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
       const { job, pending } = await deps.jobs.cancel(request.params.id, request.principal);
       await deps.audit.record({ actor: request.principal, action: 'job.cancel', target: { kind: 'job', tenant: job.tenant, id: job.id }, details: { status: job.status, pending } });
       return reply.status(pending ? 202 : 200).send(job);
+    },
+  );
+
+  app.get(
+    '/jobs/:id/output',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: "A predict job's predictions, one JSON object per line (JSONL), streamed",
+        description: 'Each line: `{index, label?, predicted, probability, top}` for a classifier (`label` is the true class when the split has labels), `{index, output}` otherwise. 409 until the job has succeeded, or for a job that is not a predict job.',
+        params: IdParams,
+        produces: ['application/x-ndjson'],
+        response: { 200: Type.Unsafe<unknown>({ description: 'The JSONL file, streamed.' }), ...errors(400, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const file = await deps.jobs.outputFile(request.params.id, request.principal);
+      return reply.header('content-type', 'application/x-ndjson').header('content-disposition', `attachment; filename="${request.params.id}.jsonl"`).send(createReadStream(file));
     },
   );
 
@@ -298,5 +317,5 @@ function streamEvents(deps: AppDeps, id: string, viewer: Viewer, after: string, 
 }
 
 function auditCreate(deps: AppDeps, actor: Principal, job: Job): Promise<void> {
-  return deps.audit.record({ actor, action: 'job.create', target: { kind: 'job', tenant: job.tenant, id: job.id }, details: { type: job.type, output: job.spec.output.checkpoint } });
+  return deps.audit.record({ actor, action: 'job.create', target: { kind: 'job', tenant: job.tenant, id: job.id }, details: { type: job.type, output: outputOf(job.spec) || null } });
 }

@@ -9,6 +9,7 @@ import { checkpointRoutes } from './checkpoints';
 import { datasetRoutes } from './datasets';
 import { jobRoutes } from './jobs';
 import { keyRoutes } from './keys';
+import { predictRoutes } from './predict';
 import { uploadRoutes } from './uploads';
 
 /**
@@ -49,6 +50,7 @@ export const v1Routes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLim
   }
   await app.register(jobRoutes, { deps, limits });
   await app.register(checkpointRoutes, { deps });
+  await app.register(predictRoutes, { deps, limits: limits.predict });
   await app.register(datasetRoutes, { deps });
   await app.register(uploadRoutes, { deps });
   await app.register(keyRoutes, { deps });

@@ -5,7 +5,7 @@
   accepted and a tenant can never exceed its quota, however many API processes submit at once.
   ARGV: 1 id, 2 type, 3 createdAt, 4 spec JSON, 5 record key prefix, 6 upload holder prefix,
         7 "queued" event data JSON, 8 tenant, 9 default maxActiveJobs (0 = unlimited),
-        10 highest BullMQ priority
+        10 highest BullMQ priority, 11 '0' for a job that writes no checkpoint (nothing reserved)
   Returns {1, seq, priority}, {0, 'reserved', holder}, {0, 'quota', used, limit} or {0, 'exists'}.
 
   Fair scheduling (start-time fair queuing): the job's tag is max(clock, the tenant's last tag) + 1
@@ -16,7 +16,8 @@
 ]]
 local id = ARGV[1]
 local tenant = ARGV[8]
-local holder = redis.call('GET', KEYS[K_OUTPUT])
+local reserves = ARGV[11] ~= '0'
+local holder = reserves and redis.call('GET', KEYS[K_OUTPUT])
 if holder and holder ~= id then
   -- An upload installing this name holds it for a bounded time (the key has a TTL).
   if string.sub(holder, 1, #ARGV[6]) == ARGV[6] then return {0, 'reserved', holder} end
@@ -41,7 +42,7 @@ redis.call('HSET', KEYS[K_FAIR], 't:' .. tenant, tag)
 -- Past BullMQ's highest priority (millions of starts without an idle moment) order degrades to FIFO.
 local priority = math.min(tag, tonumber(ARGV[10]))
 
-redis.call('SET', KEYS[K_OUTPUT], id)
+if reserves then redis.call('SET', KEYS[K_OUTPUT], id) end
 local seq = redis.call('INCR', KEYS[K_SEQ])
 redis.call('HSET', KEYS[K_RECORD], 'status', 'queued', 'type', ARGV[2], 'createdAt', ARGV[3], 'attempts', 0, 'seq', seq, 'spec', ARGV[4], 'tenant', tenant, 'priority', priority)
 redis.call('ZADD', KEYS[K_ALL], seq, id)

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { PreprocessSchema } from '../../spec/preprocess';
+import { PreprocessSchema, type Preprocess } from '../../spec/preprocess';
 
 /**
  * manifest.json: the lineage and integrity record graft writes beside every checkpoint it
@@ -48,6 +48,14 @@ const SourceSchema = Type.Object({
   ),
 });
 
+export type { Preprocess };
+
+/** The checkpoint's record, or the one every checkpoint written before the record existed had. */
+export function preprocessOf(manifest: Pick<CheckpointManifest, 'preprocess' | 'inputShape'> | null): Preprocess {
+  if (manifest?.preprocess) return manifest.preprocess;
+  return { resize: 'stretch', channels: manifest?.inputShape?.[2] === 3 ? 3 : 1, scaling: 'unit' };
+}
+
 export const JOB_TYPES = ['pretrain', 'transfer', 'upload'] as const;
 export const TASKS = ['classification', 'reconstruction'] as const;
 
@@ -60,13 +68,13 @@ export const CheckpointManifestSchema = Type.Object(
     jobType: Type.Enum([...JOB_TYPES]),
     task: Type.Optional(Type.Enum([...TASKS])),
     inputShape: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { description: 'One sample, without the batch dimension, e.g. [28, 28, 1].' })),
+    preprocess: Type.Optional(PreprocessSchema),
     labels: Type.Optional(Type.Array(Type.String(), { description: 'Class names, index = output unit.' })),
     spec: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'The job spec that produced this checkpoint.' })),
     source: Type.Optional(Type.Union([SourceSchema, Type.Null()])),
     frozen: Type.Optional(Type.Array(Type.String(), { description: 'Layers trained with trainable = false.' })),
     lrMultipliers: Type.Optional(Type.Record(Type.String(), Type.Number(), { description: 'Learning-rate multipliers as the job applied them.' })),
     backend: Type.Optional(Type.String({ description: 'tensorflow | wasm | cpu' })),
-    preprocess: Type.Optional(PreprocessSchema),
     metrics: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     history: Type.Optional(
       Type.Array(Type.Record(Type.String(), Type.Union([Type.Number(), Type.Null()])), { description: 'One entry per epoch (loss, accuracy, valLoss...); null = not a number.' }),

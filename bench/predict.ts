@@ -1,0 +1,240 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import * as tf from '@tensorflow/tfjs';
+import { Redis } from 'ioredis';
+import sharp from 'sharp';
+import { writeMnistIdx } from '../scripts/mnist-idx';
+import { loadDataset } from '../src/storage/datasets';
+import { DataLayout } from '../src/storage/layout';
+import { initBackend } from '../workers/engine/backend';
+import { saveCheckpoint } from '../workers/engine/checkpoint-io';
+import { buildSeedNetwork } from './kernels';
+
+/**
+ * `npm run bench:predict` (issue 12): POST /v1/checkpoints/{name}/predict through the real HTTP
+ * route of a real API process (its inference child runs TensorFlow.js with the training backend),
+ * driven by autocannon, against a bare TensorFlow.js loop calling model.predict on batches of 32
+ * in this process, same run, same backend:
+ *   the seed digit classifier, one 28×28 image per request (JSON): 1 client (p50 ≤ 5 ms,
+ *     p99 ≤ 25 ms) and 32 clients (images/s ≥ 0.5× the bare batched loop);
+ *   the same as a PNG file (multipart: decoded with sharp in the inference process), 1 client;
+ *   a MobileNet-v1-sized network (224×224×3, 4.2 M parameters), one PNG per request, 1 and 8 clients;
+ *   GET /healthz p99 while the 32-client rows run (≤ 100 ms).
+ * The bare loop runs while the API is idle (it would otherwise compete for the same cores).
+ * Writes bench/results/predict.json.
+ */
+const DURATION_S = Number(process.env.BENCH_SECONDS ?? 10);
+const WARMUP_S = 2;
+const BARE_SECONDS = 5;
+const BATCH = 32;
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const ROOT = path.resolve(__dirname, '..', '..');
+const TARGETS = { p50Ms: 5, p99Ms: 25, throughputRatio: 0.5, healthP99Ms: 100 };
+const MOBILENET_SIZE = 224;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+async function waitForHttp(url: string, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${url}: the server exited with ${child.exitCode}`);
+    try {
+      if ((await fetch(url)).status < 500) return;
+    } catch {
+      /* not listening yet */
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} did not answer within 60 s`);
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+  if (child.exitCode === null) child.kill('SIGKILL');
+}
+
+function run(opts: autocannon.Options): Promise<autocannon.Result> {
+  return new Promise((resolve, reject) => {
+    autocannon({ duration: DURATION_S, ...opts }, (err, result) => (err ? reject(err) : resolve(result)));
+  });
+}
+
+/** MobileNet v1 (alpha 1.0, 224×224×3, 1000 classes): 13 depthwise-separable blocks, 4.2 M parameters. */
+function buildMobileNetV1(): tf.LayersModel {
+  const input = tf.input({ shape: [MOBILENET_SIZE, MOBILENET_SIZE, 3] });
+  const bnRelu = (x: tf.SymbolicTensor) => tf.layers.reLU({ maxValue: 6 }).apply(tf.layers.batchNormalization().apply(x)) as tf.SymbolicTensor;
+  let x = bnRelu(tf.layers.conv2d({ filters: 32, kernelSize: 3, strides: 2, padding: 'same', useBias: false }).apply(input) as tf.SymbolicTensor);
+  const blocks: [number, number][] = [[64, 1], [128, 2], [128, 1], [256, 2], [256, 1], [512, 2], [512, 1], [512, 1], [512, 1], [512, 1], [512, 1], [1024, 2], [1024, 1]];
+  for (const [filters, strides] of blocks) {
+    x = bnRelu(tf.layers.depthwiseConv2d({ kernelSize: 3, strides, padding: 'same', useBias: false }).apply(x) as tf.SymbolicTensor);
+    x = bnRelu(tf.layers.conv2d({ filters, kernelSize: 1, useBias: false }).apply(x) as tf.SymbolicTensor);
+  }
+  x = tf.layers.globalAveragePooling2d({}).apply(x) as tf.SymbolicTensor;
+  const out = tf.layers.dense({ units: 1000, activation: 'softmax' }).apply(x) as tf.SymbolicTensor;
+  return tf.model({ inputs: input, outputs: out, name: 'mobilenet_v1' });
+}
+
+/** Images/s of model.predict on batches of `batch`, for about BARE_SECONDS. */
+async function bareLoop(model: tf.LayersModel, inputShape: number[], batch: number): Promise<number> {
+  const x = tf.randomUniform([batch, ...inputShape]);
+  try {
+    tf.tidy(() => (model.predict(x) as tf.Tensor).dataSync()); // warm-up (kernel compilation, allocations)
+    let images = 0;
+    const start = performance.now();
+    while (performance.now() - start < BARE_SECONDS * 1000 || images < batch * 3) {
+      tf.tidy(() => (model.predict(x) as tf.Tensor).dataSync());
+      images += batch;
+    }
+    return images / ((performance.now() - start) / 1000);
+  } finally {
+    x.dispose();
+  }
+}
+
+function multipart(file: Buffer, filename: string): { body: Buffer; contentType: string } {
+  const boundary = '----graftbench';
+  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="${filename}"\r\nContent-Type: image/png\r\n\r\n`);
+  return { body: Buffer.concat([head, file, Buffer.from(`\r\n--${boundary}--\r\n`)]), contentType: `multipart/form-data; boundary=${boundary}` };
+}
+
+interface Row {
+  name: string;
+  clients: number;
+  result: autocannon.Result;
+  health?: autocannon.Result;
+}
+
+async function cleanQueue(queueName: string): Promise<void> {
+  const redis = new Redis(REDIS_URL);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `*${queueName}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function main(): Promise<void> {
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'graft-bench-predict-'));
+  const queue = `bench-predict-${process.pid}`;
+  const layout = new DataLayout(dataDir);
+  await layout.ensure();
+  const backend = await initBackend('auto');
+
+  // The seed digit classifier (weights do not change the cost) and a MobileNet-sized network.
+  const digits = buildSeedNetwork();
+  const mobilenet = buildMobileNetV1();
+  const labels = Array.from({ length: 10 }, (_, i) => String(i));
+  await saveCheckpoint(layout, 'digits', digits, { jobId: 'bench', jobType: 'pretrain', task: 'classification', inputShape: [28, 28, 1], preprocess: { resize: 'stretch', channels: 1, scaling: 'unit' }, labels });
+  await saveCheckpoint(layout, 'mobilenet', mobilenet, { jobId: 'bench', jobType: 'pretrain', task: 'classification', inputShape: [224, 224, 3], preprocess: { resize: 'stretch', channels: 3, scaling: 'unit' } });
+  const bareDigits = await bareLoop(digits, [28, 28, 1], BATCH);
+  const bareMobilenet = await bareLoop(mobilenet, [224, 224, 3], BATCH);
+  digits.dispose();
+  mobilenet.dispose();
+
+  // One real MNIST digit, as JSON and as a PNG; a photo-sized PNG for MobileNet.
+  await layout.writeDirAtomically(layout.datasetDir('mnist'), (s) => writeMnistIdx(s, { train: 10, test: 10 }).then(() => undefined), 'dataset');
+  const mnist = await loadDataset(layout, 'mnist', { inputShape: [28, 28, 1], split: 'test' });
+  const digit = Array.from(mnist.images.subarray(0, 784));
+  const digitPng = await sharp(Buffer.from(digit.map((v) => Math.round(v * 255))), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+  const photo = Buffer.alloc(320 * 240 * 3);
+  for (let i = 0; i < photo.length; i++) photo[i] = (i * 7 + (i >> 10)) & 255;
+  const photoPng = await sharp(photo, { raw: { width: 320, height: 240, channels: 3 } }).png().toBuffer();
+
+  const port = await freePort();
+  const server = spawn(process.execPath, [path.join(ROOT, 'dist', 'src', 'server.js')], {
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', GRAFT_AUTH: 'off', DATA_DIR: dataDir, REDIS_URL, QUEUE_NAME: queue, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const rows: Row[] = [];
+  try {
+    await waitForHttp(`${url}/healthz`, server);
+    const json = { method: 'POST' as const, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ instances: [digit] }) };
+    const digitFile = multipart(digitPng, 'digit.png');
+    const photoFile = multipart(photoPng, 'photo.png');
+    const asFile = (f: { body: Buffer; contentType: string }) => ({ method: 'POST' as const, headers: { 'content-type': f.contentType }, body: f.body });
+    const check = await fetch(`${url}/v1/checkpoints/digits/predict`, { method: 'POST', headers: json.headers, body: json.body });
+    if (check.status !== 200) throw new Error(`predict refused: ${check.status} ${await check.text()}`);
+
+    const measure = async (name: string, path: string, req: object, clients: number, withHealth = false) => {
+      await run({ url: `${url}${path}`, connections: clients, ...req, duration: WARMUP_S });
+      const health = withHealth ? run({ url: `${url}/healthz`, connections: 1 }) : undefined;
+      const result = await run({ url: `${url}${path}`, connections: clients, ...req });
+      rows.push({ name, clients, result, health: health && (await health) });
+    };
+    await measure('digits, JSON 28×28', '/v1/checkpoints/digits/predict', json, 1);
+    await measure('digits, JSON 28×28', '/v1/checkpoints/digits/predict', json, 32, true);
+    await measure('digits, PNG 28×28', '/v1/checkpoints/digits/predict', asFile(digitFile), 1);
+    await measure('MobileNet v1, PNG 320×240 → 224×224×3', '/v1/checkpoints/mobilenet/predict', asFile(photoFile), 1);
+    await measure('MobileNet v1, PNG 320×240 → 224×224×3', '/v1/checkpoints/mobilenet/predict', asFile(photoFile), 8, true);
+  } finally {
+    await stop(server);
+    await cleanQueue(queue);
+    await fs.rm(dataDir, { recursive: true, force: true });
+  }
+
+  const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const out = rows.map((r) => {
+    const errors = r.result.non2xx + r.result.errors + r.result.timeouts;
+    const bare = r.name.startsWith('MobileNet') ? bareMobilenet : bareDigits;
+    return {
+      model: r.name,
+      clients: r.clients,
+      imagesPerSecond: r.result.requests.average,
+      bareBatch32ImagesPerSecond: bare,
+      ratio: r.result.requests.average / bare,
+      p50Ms: r.result.latency.p50,
+      p99Ms: r.result.latency.p99,
+      healthzP99Ms: r.health?.latency.p99 ?? null,
+      errors,
+    };
+  });
+  const digits1 = out.find((r) => r.model.startsWith('digits, JSON') && r.clients === 1)!;
+  const digits32 = out.find((r) => r.model.startsWith('digits, JSON') && r.clients === 32)!;
+  const healthWorst = Math.max(...out.map((r) => r.healthzP99Ms ?? 0));
+  const verdicts = {
+    p50: digits1.p50Ms <= TARGETS.p50Ms,
+    p99: digits1.p99Ms <= TARGETS.p99Ms,
+    throughput: digits32.ratio >= TARGETS.throughputRatio,
+    healthz: healthWorst <= TARGETS.healthP99Ms,
+    noErrors: out.every((r) => r.errors === 0),
+  };
+  console.log(`\ngraft predictions — backend ${backend}, ${DURATION_S} s per row, ${os.cpus().length} cores, load average ${load}, node ${process.version}\n`);
+  console.log('| model, one image per request | clients | images/s | bare predict, batch 32 (images/s) | ratio | p50 / p99 ms | /healthz p99 ms | errors |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of out) {
+    console.log(`| ${r.model} | ${r.clients} | ${r.imagesPerSecond.toFixed(0)} | ${r.bareBatch32ImagesPerSecond.toFixed(0)} | ${r.ratio.toFixed(2)} | ${r.p50Ms} / ${r.p99Ms} | ${r.healthzP99Ms ?? '–'} | ${r.errors} |`);
+  }
+  console.log(`\ntargets: digits 1 client p50 ≤ ${TARGETS.p50Ms} ms (${verdicts.p50 ? 'yes' : 'NO'}), p99 ≤ ${TARGETS.p99Ms} ms (${verdicts.p99 ? 'yes' : 'NO'}); 32 clients ≥ ${TARGETS.throughputRatio}× bare (${verdicts.throughput ? 'yes' : 'NO'}); /healthz p99 ≤ ${TARGETS.healthP99Ms} ms (${verdicts.healthz ? 'yes' : 'NO'}); no errors (${verdicts.noErrors ? 'yes' : 'NO'})`);
+  await fs.mkdir(path.join(ROOT, 'bench', 'results'), { recursive: true });
+  await fs.writeFile(
+    path.join(ROOT, 'bench', 'results', 'predict.json'),
+    JSON.stringify({ backend, durationSeconds: DURATION_S, cores: os.cpus().length, loadAverage: os.loadavg(), targets: TARGETS, verdicts, results: out, measuredAt: new Date().toISOString() }, null, 2) + '\n',
+  );
+  process.exitCode = Object.values(verdicts).every(Boolean) ? 0 : 1;
+}
+
+void main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
