@@ -38,6 +38,15 @@ export const OPERATION_IDS: Record<string, string> = {
   'POST /v1/datasets': 'uploadDataset',
   'GET /v1/datasets/{name}': 'getDataset',
   'DELETE /v1/datasets/{name}': 'deleteDataset',
+  'GET /v1/checkpoints/public/{name}': 'getPublicCheckpoint',
+  'DELETE /v1/checkpoints/public/{name}': 'deletePublicCheckpoint',
+  'GET /v1/checkpoints/public/{name}/archive': 'downloadPublicCheckpointArchive',
+  'POST /v1/checkpoints/{name}/publish': 'publishCheckpoint',
+  'GET /v1/datasets/public/{name}': 'getPublicDataset',
+  'DELETE /v1/datasets/public/{name}': 'deletePublicDataset',
+  'POST /v1/datasets/{name}/publish': 'publishDataset',
+  'GET /v1/tenants/{tenant}': 'getTenant',
+  'PUT /v1/tenants/{tenant}/quotas': 'setTenantQuotas',
 };
 
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];

@@ -2,7 +2,9 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { BaseLogger, Logger } from 'pino';
 import { ConflictError, GraftError, NotFoundError } from '../errors';
-import { preflight, type DatasetInfo, type PreflightLimits, type PreflightStorage } from '../spec/preflight';
+import { DEFAULT_TENANT } from '../auth/principal';
+import { preflight, type DatasetInfo, type PreflightLimits, type TenantStorage } from '../spec/preflight';
+import { refersTo, jobTenant } from '../tenants/refs';
 import type { JobPlan } from '../spec/plan';
 import { withDefaults, type JobSpec } from '../spec/schema';
 import type { JobQueue } from './job-queue';
@@ -18,7 +20,8 @@ export class JobService {
     private readonly deps: {
       store: JobStore;
       queue: JobQueue;
-      storage: PreflightStorage;
+      /** The volume as each tenant sees it (names in a spec are relative to the submitting tenant). */
+      storage: TenantStorage;
       logger: Logger;
       /** Budgets on what a spec may ask (MODEL_MAX_LAYERS); defaults when absent. */
       preflightLimits?: PreflightLimits;
@@ -33,16 +36,16 @@ export class JobService {
    * Every check a submission gets, and the network the worker would build, without enqueueing
    * anything. `errors` lists everything found, with the codes a job would fail with.
    */
-  async plan(input: JobSpec): Promise<PlanReport> {
+  async plan(input: JobSpec, tenant: string = DEFAULT_TENANT): Promise<PlanReport> {
     const spec = withDefaults(input);
-    const report = await preflight(spec, this.deps.storage, this.deps.preflightLimits);
+    const report = await preflight(spec, this.deps.storage.forTenant(tenant), this.deps.preflightLimits);
     const errors = [...report.errors];
     let plan: JobPlan | null = null;
     // The network can be built once its ingredients exist and the spec is well-formed.
     const buildable = !errors.some((e) => e.statusCode === 400 || ['dataset_not_found', 'checkpoint_not_found', 'restore_matches_nothing', 'invalid_layer_name', 'model_too_large'].includes(e.code));
     if (buildable) {
       try {
-        plan = await this.deps.planner(spec, report.dataset!);
+        plan = await this.deps.planner(spec, report.dataset!, tenant);
       } catch (err) {
         if (!(err instanceof GraftError)) throw err;
         if (!errors.some((e) => e.code === err.code && e.param === err.param)) errors.push(err);
@@ -56,13 +59,13 @@ export class JobService {
    * enqueueing fails the record and the reservation are rolled back, so a 5xx never leaves a
    * phantom job behind.
    */
-  async submit(input: JobSpec, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
+  async submit(input: JobSpec, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger, tenant: string = DEFAULT_TENANT): Promise<Job> {
     const spec = withDefaults(input);
-    const report = await preflight(spec, this.deps.storage, this.deps.preflightLimits);
+    const report = await preflight(spec, this.deps.storage.forTenant(tenant), this.deps.preflightLimits);
     if (report.errors.length > 0) throw pickFirst(report.errors);
     // What only building the network reveals (shape mismatches, a head that does not fit the
     // classes, an unbuildable topology) is refused now rather than after minutes in the queue.
-    await this.deps.planner(spec, report.dataset!);
+    await this.deps.planner(spec, report.dataset!, tenant);
 
     const { store, queue } = this.deps;
     const job = await store.create(id, spec);
@@ -86,7 +89,7 @@ export class JobService {
    * with the same key and body gets that job back (`replayed`), another body under the same key
    * is a conflict. The key is claimed before submitting, so two racing retries create one job.
    */
-  async submitIdempotent(input: JobSpec, key: string, log?: Pick<BaseLogger, 'info'>): Promise<{ job: Job; replayed: boolean }> {
+  async submitIdempotent(input: JobSpec, key: string, log?: Pick<BaseLogger, 'info'>, tenant: string = DEFAULT_TENANT): Promise<{ job: Job; replayed: boolean }> {
     const { redis, idempotencyTtlSeconds } = this.deps.idempotency;
     const redisKey = this.deps.store.keys.idempotency(sha256(key));
     const bodyHash = sha256(stableStringify(input));
@@ -102,7 +105,7 @@ export class JobService {
       return { job, replayed: true };
     }
     try {
-      return { job: await this.submit(input, id, log), replayed: false };
+      return { job: await this.submit(input, id, log, tenant), replayed: false };
     } catch (err) {
       // A rejected submission must not pin the key: the client fixes the body and retries.
       await redis.del(redisKey);
@@ -134,11 +137,18 @@ export class JobService {
     return { job: now, pending: !TERMINAL_STATUSES.includes(now.status) };
   }
 
-  /** Ids of queued or running jobs that read (or will write) the dataset or checkpoint `name`. */
-  async usersOf(kind: 'dataset' | 'checkpoint', name: string): Promise<string[]> {
+  /**
+   * Ids of queued or running jobs that read (or will write) the dataset or checkpoint `name` of
+   * `tenant` (a public object's users are every tenant's jobs that read `public/<name>`).
+   */
+  async usersOf(kind: 'dataset' | 'checkpoint', name: string, tenant: string = DEFAULT_TENANT): Promise<string[]> {
     const jobs = await this.deps.store.active();
     return jobs
-      .filter((j) => (kind === 'dataset' ? j.spec.dataset.name === name : j.spec.source?.checkpoint === name || j.spec.output.checkpoint === name))
+      .filter((j) => {
+        const own = jobTenant(j);
+        if (kind === 'dataset') return refersTo(j.spec.dataset.name, own, tenant, name);
+        return refersTo(j.spec.source?.checkpoint, own, tenant, name) || (own === tenant && j.spec.output.checkpoint === name);
+      })
       .map((j) => j.id);
   }
 
@@ -182,7 +192,7 @@ export interface PlanReport {
 }
 
 /** Builds the target network for a spec without training it (workers/engine/plan.ts). */
-export type Planner = (spec: JobSpec, dataset: DatasetInfo) => Promise<JobPlan>;
+export type Planner = (spec: JobSpec, dataset: DatasetInfo, tenant: string) => Promise<JobPlan>;
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');

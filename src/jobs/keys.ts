@@ -17,6 +17,8 @@ import { JOB_STATUSES, type JobStatus } from './types';
  *   graft:<q>:events:<id>       stream: the job's journal; expires with the record
  *   graft:<q>:expiries          zset: finished job ids by the time (ms) their record expires
  *   graft:<q>:idempotency:<h>   an Idempotency-Key and the job it created
+ *   graft:<q>:tenant:<t>:quotas hash: an admin's per-tenant quota overrides (src/tenants/quotas.ts)
+ *   graft:<q>:tenant:<t>:uploads:<minute>  uploads the tenant started in that minute (expires)
  */
 export class JobKeys {
   readonly prefix: string;
@@ -73,6 +75,16 @@ export class JobKeys {
 
   idempotency(hash: string): string {
     return `${this.prefix}:idempotency:${hash}`;
+  }
+
+  /** An admin's quota overrides of a tenant (field → integer); absent fields take the config defaults. */
+  tenantQuotas(tenant: string): string {
+    return `${this.prefix}:tenant:${tenant}:quotas`;
+  }
+
+  /** Uploads `tenant` started in the minute `minute` (ms since the epoch / 60000): a fixed-window counter. */
+  tenantUploads(tenant: string, minute: number): string {
+    return `${this.prefix}:tenant:${tenant}:uploads:${minute}`;
   }
 
   /** BullMQ's hash for the job (exists while BullMQ keeps the job). */

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { DataLayout } from '../storage/layout';
+import { jobTenant } from '../tenants/refs';
 import type { JobQueue } from './job-queue';
 import type { JobStore } from './job-store';
 import { readOwnOutput } from './own-output';
@@ -69,7 +70,7 @@ export class Reconciler {
 
     if (state === 'unknown') {
       if (Date.now() - Date.parse(job.createdAt) < this.opts.graceSeconds * 1000) return 'none';
-      const written = await readOwnOutput(this.opts.layout, output, job.id);
+      const written = await readOwnOutput(this.opts.layout.forTenant(jobTenant(job)), output, job.id);
       if (written || job.attempts >= this.opts.maxAttempts) return this.settleOrphan(job, { bull: 'missing' });
       if (job.status === 'running') {
         const r = await store.transition(job.id, {
@@ -92,7 +93,7 @@ export class Reconciler {
   /** The queue is done with a job whose record is not: its checkpoint decides. */
   private async settleOrphan(job: Job, guard: { bull: 'missing' } | 'none'): Promise<ReconcileAction> {
     const output = job.spec.output.checkpoint;
-    const written = await readOwnOutput(this.opts.layout, output, job.id);
+    const written = await readOwnOutput(this.opts.layout.forTenant(jobTenant(job)), output, job.id);
     const now = new Date().toISOString();
     if (written) {
       const result = { checkpoint: output, backend: written.backend ?? 'unknown', metrics: written.metrics ?? {} };

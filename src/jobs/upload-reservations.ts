@@ -13,9 +13,10 @@ export class UploadReservations implements OutputReservations {
     private readonly holdSeconds: number,
   ) {}
 
-  async hold<T>(name: string, uploadId: string, install: () => Promise<T>): Promise<T> {
+  /** `name` is the reservation name (outputReservationName); `displayName` the checkpoint's own, for the message. */
+  async hold<T>(name: string, uploadId: string, install: () => Promise<T>, displayName = name): Promise<T> {
     if (!(await this.store.holdForUpload(name, uploadId, this.holdSeconds))) {
-      throw new ConflictError('checkpoint_reserved', `A queued or running job (or another upload) will write the checkpoint "${name}"; choose another name.`, '/name');
+      throw new ConflictError('checkpoint_reserved', `A queued or running job (or another upload) will write the checkpoint "${displayName}"; choose another name.`, '/name');
     }
     try {
       return await install();

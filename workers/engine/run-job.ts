@@ -21,6 +21,7 @@ import { train, type EpochMetrics, type TrainOptions, type TrainResult } from '.
  */
 export interface RunContext {
   jobId: string;
+  /** The volume as the job's tenant sees it: the names of its spec are relative to it. */
   layout: DataLayout;
   backend: BackendName;
   featureCacheMaxBytes: number;
@@ -68,7 +69,9 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
     ctx.onProgress?.({ epoch: 0, epochs: training.epochs, batch: 0, batches: 0, loss: null, accuracy: null, valLoss: null, valAccuracy: null, ...p });
 
   await progress({ phase: 'loading' });
-  const description = await new DatasetCatalog(ctx.layout, ctx.datasetLimits).describe(spec.dataset.name);
+  // Names are relative to the job's tenant (ctx.layout); `public/<name>` reads the shared namespace.
+  const dataset = ctx.layout.datasetRef(spec.dataset.name);
+  const description = await new DatasetCatalog(dataset.layout, ctx.datasetLimits).describe(dataset.name);
   const numClasses = description.classes.length;
 
   let target: TargetModel | null = null;
@@ -78,7 +81,10 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
     target = await buildTarget(spec, {
       datasetShape: description.inputShape as Shape3 | null,
       numClasses,
-      loadSource: (name) => readCheckpoint(ctx.layout.checkpointDir(name, '/source/checkpoint')),
+      loadSource: (ref) => {
+        const source = ctx.layout.checkpointRef(ref);
+        return readCheckpoint(source.layout.checkpointDir(source.name, '/source/checkpoint'));
+      },
     });
     await reportRestore(spec, target, ctx, log);
 
@@ -206,7 +212,8 @@ async function saveOutcome(spec: JobSpec, ctx: RunContext, target: TargetModel, 
 
 async function prepareData(spec: JobSpec, ctx: RunContext, target: TargetModel, hasTest: boolean, numClasses: number): Promise<Prepared> {
   const { seed } = resolveTraining(spec);
-  const loaded = await loadDataset(ctx.layout, spec.dataset.name, { inputShape: target.inputShape, split: 'train', limits: ctx.datasetLimits });
+  const dataset = ctx.layout.datasetRef(spec.dataset.name);
+  const loaded = await loadDataset(dataset.layout, dataset.name, { inputShape: target.inputShape, split: 'train', limits: ctx.datasetLimits });
   const fraction = spec.dataset.validationSplit ?? DEFAULT_VALIDATION_SPLIT;
   let trainIdx: Int32Array;
   let valIdx: Int32Array;
@@ -242,7 +249,7 @@ async function prepareData(spec: JobSpec, ctx: RunContext, target: TargetModel, 
   const val = valIdx.length > 0 ? toSplit(loaded.images, loaded.labels, valIdx) : null;
   let test: Split | null = null;
   if (hasTest) {
-    const t = await loadDataset(ctx.layout, spec.dataset.name, { inputShape: target.inputShape, split: 'test', limits: ctx.datasetLimits });
+    const t = await loadDataset(dataset.layout, dataset.name, { inputShape: target.inputShape, split: 'test', limits: ctx.datasetLimits });
     test = toSplit(t.images, t.labels, null);
   }
   return { train: trainSplit, val, test, classes: loaded.classes };

@@ -66,10 +66,10 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
         if (typeof key !== 'string' || !new RegExp(IDEMPOTENCY_KEY_PATTERN).test(key)) {
           throw new ValidationError('invalid_idempotency_key', 'Idempotency-Key must be 1-255 printable ASCII characters.', null);
         }
-        const { job, replayed } = await deps.jobs.submitIdempotent(request.body, key, request.log);
+        const { job, replayed } = await deps.jobs.submitIdempotent(request.body, key, request.log, request.principal.tenant);
         return reply.status(replayed ? 200 : 202).header('location', `${app.prefix}/jobs/${job.id}`).send(job);
       }
-      const job = await deps.jobs.submit(request.body, undefined, request.log);
+      const job = await deps.jobs.submit(request.body, undefined, request.log, request.principal.tenant);
       return reply.status(202).header('location', `${app.prefix}/jobs/${job.id}`).send(job);
     },
   );
@@ -87,7 +87,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
         response: { 200: PlanResponseSchema, ...errors(400, 413, 415) },
       },
     },
-    async (request) => deps.jobs.plan(request.body),
+    async (request) => deps.jobs.plan(request.body, request.principal.tenant),
   );
 
   app.post(

@@ -4,6 +4,7 @@ import type { AppDeps } from '../services';
 import { checkpointRoutes } from './checkpoints';
 import { datasetRoutes } from './datasets';
 import { jobRoutes } from './jobs';
+import { tenantRoutes } from './tenants';
 import { uploadRoutes } from './uploads';
 
 /**
@@ -21,4 +22,5 @@ export const v1Routes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLim
   await app.register(checkpointRoutes, { deps });
   await app.register(datasetRoutes, { deps });
   await app.register(uploadRoutes, { deps });
+  await app.register(tenantRoutes, { deps });
 };

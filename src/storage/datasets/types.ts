@@ -1,5 +1,5 @@
 import type { Dirent } from 'node:fs';
-import { UnprocessableError } from '../../errors';
+import { NotFoundError, UnprocessableError } from '../../errors';
 
 /**
  * What every dataset format shares: the files a scan found, the content a description reports,
@@ -92,6 +92,11 @@ export interface DatasetFormat<F extends DatasetFiles = DatasetFiles> {
   validate(files: F, limits: DatasetLimits): Promise<void>;
   /** A split as plain typed arrays (no TensorFlow), resized or checked against `req.inputShape`. */
   load(files: F, req: LoadRequest, limits: DatasetLimits): Promise<LoadedDataset>;
+}
+
+/** The one "no such dataset" error, for a missing name and for another tenant's alike. */
+export function datasetNotFound(ref: string): NotFoundError {
+  return new NotFoundError('dataset_not_found', `There is no dataset "${ref}"; GET /v1/datasets lists them.`, DATASET_PARAM);
 }
 
 export function datasetInvalid(name: string, message: string, details?: unknown): UnprocessableError {
