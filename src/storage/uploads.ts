@@ -106,7 +106,9 @@ export class UploadService {
       await this.quota?.ensureRoom(tenant, await folderBytes(root));
       await this.validator.dataset(staging, name, this.limits.dataset);
       const description = await describeDatasetFolder(root, name, this.limits.dataset);
-      await renameNoReplace(root, this.layout.forTenant(tenant).datasetDir(name, '/name'), 'dataset');
+      const target = this.layout.forTenant(tenant).datasetDir(name, '/name');
+      await fs.mkdir(path.dirname(target), { recursive: true }); // a tenant's first dataset
+      await renameNoReplace(root, target, 'dataset');
       // Described once, here: listing it and submitting jobs on it read the stored description.
       await datasets.remember(description);
       return { ...description, tenant };

@@ -24,7 +24,7 @@ export async function buildTestApp(env: TestEnv, opts: TestAppOptions = {}): Pro
   const services = await createServices(env.config, pino({ level: 'silent' }));
   if (opts.auth) services.deps.auth = opts.auth;
   if (opts.audit) services.deps.audit = opts.audit;
-  const app = await buildApp({ config: env.config, deps: services.deps, logger: false });
+  const app = await buildApp({ config: env.config, deps: services.deps, logger: process.env.DEBUG_TEST_LOG ? pino({ level: 'error' }) : false }); // DEBUG_TEST_LOG=1: see a 500's cause
   await app.ready();
   return {
     app,

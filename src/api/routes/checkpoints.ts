@@ -7,7 +7,7 @@ import { createTarGz, createZip } from '../../storage/archive';
 import { checkpointNotFound } from '../../storage/checkpoints';
 import { assertAdmin, assertMayWrite } from '../../tenants/access';
 import { CheckpointDescriptionSchema, CheckpointSummarySchema } from '../schemas/checkpoints';
-import { NameParams, NamespaceQuery, deleteRouteSchema, publishRouteSchema } from '../schemas/common';
+import { NameParams, NamespaceQuery, deleteRouteSchema, emptyBodyAsObject, publishRouteSchema } from '../schemas/common';
 import { ErrorResponseSchema } from '../schemas/errors';
 import type { AppDeps } from '../services';
 import { inUse } from './in-use';
@@ -84,11 +84,11 @@ export const checkpointRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = as
 
   app.post(
     '/checkpoints/:name/publish',
-    { config: { access: 'admin' }, schema: publishRouteSchema('checkpoint', CheckpointDescriptionSchema) },
+    { config: { access: 'admin' }, preValidation: emptyBodyAsObject, schema: publishRouteSchema('checkpoint', CheckpointDescriptionSchema) },
     async (request, reply) => {
       assertAdmin(request.principal);
       const { name } = request.params;
-      const as = request.body?.as ?? name;
+      const as = request.body.as ?? name;
       const from = request.principal.tenant;
       const published = await deps.publisher.checkpoint(from, name, as);
       await deps.audit.record({ actor: request.principal, action: 'checkpoint.publish', target: { kind: 'checkpoint', tenant: PUBLIC_TENANT, id: as }, details: { from: { tenant: from, name } } });

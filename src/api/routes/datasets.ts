@@ -4,7 +4,7 @@ import { Type } from 'typebox';
 import { PUBLIC_TENANT } from '../../auth/principal';
 import { datasetNotFound } from '../../storage/datasets';
 import { assertAdmin, assertMayWrite } from '../../tenants/access';
-import { NameParams, NamespaceQuery, deleteRouteSchema, publishRouteSchema } from '../schemas/common';
+import { NameParams, NamespaceQuery, deleteRouteSchema, emptyBodyAsObject, publishRouteSchema } from '../schemas/common';
 import { DatasetDescriptionSchema, DatasetSummarySchema } from '../schemas/datasets';
 import { ErrorResponseSchema } from '../schemas/errors';
 import type { AppDeps } from '../services';
@@ -63,11 +63,11 @@ export const datasetRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async
 
   app.post(
     '/datasets/:name/publish',
-    { config: { access: 'admin' }, schema: publishRouteSchema('dataset', DatasetDescriptionSchema) },
+    { config: { access: 'admin' }, preValidation: emptyBodyAsObject, schema: publishRouteSchema('dataset', DatasetDescriptionSchema) },
     async (request, reply) => {
       assertAdmin(request.principal);
       const { name } = request.params;
-      const as = request.body?.as ?? name;
+      const as = request.body.as ?? name;
       const from = request.principal.tenant;
       const published = await deps.publisher.dataset(from, name, as);
       await deps.audit.record({ actor: request.principal, action: 'dataset.publish', target: { kind: 'dataset', tenant: PUBLIC_TENANT, id: as }, details: { from: { tenant: from, name } } });

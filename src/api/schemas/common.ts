@@ -28,13 +28,18 @@ export function deleteRouteSchema(kind: 'dataset' | 'checkpoint', namespace: 'ow
   };
 }
 
+/** A publish request may come without a body (publish under the same name): validated as `{}`. */
+export async function emptyBodyAsObject(request: { body: unknown }): Promise<void> {
+  request.body ??= {};
+}
+
 export function publishRouteSchema(kind: 'dataset' | 'checkpoint', response: unknown) {
   return {
     tags: [`${kind}s`],
     summary: `Publish a ${kind} to the public namespace (admin)`,
     description: `Copies your tenant's ${kind} \`{name}\` to \`public/<as>\` atomically; every tenant can then read it (\`public/<as>\` in a spec) and only an admin can delete it. 409 if the public name is taken.`,
     params: NameParams,
-    body: Type.Optional(PublishBody),
+    body: PublishBody,
     response: { 201: response, ...errorResponses(400, 403, 404, 409, 422) },
   };
 }
