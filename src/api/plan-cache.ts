@@ -34,8 +34,9 @@ export class PlanCache {
     private readonly maxEntries = PLAN_CACHE_ENTRIES,
   ) {}
 
-  async getOrPlan(spec: JobSpec, dataset: DatasetInfo, plan: () => Promise<JobPlan>): Promise<JobPlan> {
-    const key = await this.key(spec, dataset);
+  /** `tenant`: the one the spec's names are relative to (part of the key: two tenants' `mnist` differ). */
+  async getOrPlan(spec: JobSpec, dataset: DatasetInfo, tenant: string, plan: () => Promise<JobPlan>): Promise<JobPlan> {
+    const key = await this.key(spec, dataset, tenant);
     let outcome = key ? this.entries.get(key) : undefined;
     if (outcome) {
       this.entries.delete(key!);
@@ -71,17 +72,19 @@ export class PlanCache {
   }
 
   /** null when the source cannot be identified (then nothing is cached). */
-  private async key(spec: JobSpec, dataset: DatasetInfo): Promise<string | null> {
+  private async key(spec: JobSpec, dataset: DatasetInfo, tenant: string): Promise<string | null> {
     let source: string | null = null;
     if (spec.type === 'transfer' && spec.source) {
-      const name = spec.source.checkpoint;
-      source = await this.sourceStamps.get(name, path.join(this.layout.checkpointDir(name), 'model.json'), async (stamp) => stamp);
+      const target = this.layout.forTenant(tenant).resolveRef(spec.source.checkpoint);
+      if (!target) return null;
+      const dir = target.layout.checkpointDir(target.name);
+      source = await this.sourceStamps.get(dir, path.join(dir, 'model.json'), async (stamp) => stamp);
       if (source === 'absent') return null;
     }
     // Only what shapes the network and its plan: a sweep over seeds, epochs or learning rates
     // (and every output name) shares one plan.
     const network = { type: spec.type, source: spec.source ?? null, freeze: spec.freeze ?? null, model: spec.model ?? null, lrMultipliers: spec.training?.lrMultipliers ?? null };
-    return createHash('sha256').update(stableStringify({ network, dataset: { name: spec.dataset.name, inputShape: dataset.inputShape, numClasses: dataset.numClasses }, source })).digest('hex');
+    return createHash('sha256').update(stableStringify({ tenant, network, dataset: { name: spec.dataset.name, inputShape: dataset.inputShape, numClasses: dataset.numClasses }, source })).digest('hex');
   }
 }
 

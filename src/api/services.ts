@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config';
-import { NotFoundError } from '../errors';
+import { GraftError, NotFoundError } from '../errors';
 import { JobQueue } from '../jobs/job-queue';
 import { JobService, type Planner } from '../jobs/job-service';
 import { JobStore } from '../jobs/job-store';
@@ -18,11 +18,16 @@ import { KeyStore } from '../auth/key-store';
 import { OpenAuthenticator, type Authenticator } from '../auth/principal';
 import { RedisAuditLog } from '../auth/redis-audit-log';
 import { JobKeys } from '../jobs/keys';
-import type { DatasetInfo, PreflightStorage, SourceInfo } from '../spec/preflight';
+import type { DatasetInfo, PreflightStorage, SourceInfo, TenantStorage } from '../spec/preflight';
 import { CheckpointCatalog } from '../storage/checkpoints';
 import { DatasetCatalog, datasetLimits } from '../storage/datasets';
 import { DataLayout } from '../storage/layout';
+import { Publisher } from '../storage/publish';
 import { UploadService, uploadLimits, type UploadValidator } from '../storage/uploads';
+import { StorageQuota } from '../tenants/storage-quota';
+import { StorageUsage } from '../tenants/storage-usage';
+import { TenantQuotas } from '../tenants/quotas';
+import { UploadRate } from '../tenants/upload-rate';
 import { FileMemo } from './file-memo';
 import { ApiMetrics, QUEUE_STATES } from './metrics';
 import { PlanCache } from './plan-cache';
@@ -57,6 +62,12 @@ export interface AppDeps {
   metrics: ApiMetrics;
   /** Predictions with stored checkpoints, run in inference child processes (src/inference). */
   predictions: PredictionService;
+  /** Per-tenant quotas: config defaults overridden by an admin (src/tenants/quotas.ts). */
+  tenantQuotas: TenantQuotas;
+  /** The storage side of tenant quotas: storage bytes and uploads per minute. */
+  storageQuota: StorageQuota;
+  /** Copies datasets and checkpoints into the public namespace. */
+  publisher: Publisher;
 }
 
 export interface Services {
@@ -85,7 +96,15 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
   const queue = new JobQueue({ queueName: config.QUEUE_NAME, connection: createRedis(config.REDIS_URL, { forWorker: true }), attempts: config.JOB_ATTEMPTS, backoffMs: config.RETRY_BACKOFF_MS });
   const checkpoints = new CheckpointCatalog(layout);
   const datasets = new DatasetCatalog(layout, datasetLimits(config));
-  const storage = preflightStorage(layout, checkpoints, datasets);
+  const tenantQuotas = new TenantQuotas(redis, store.keys, {
+    maxStorageBytes: config.TENANT_MAX_STORAGE_BYTES,
+    uploadsPerMinute: config.TENANT_UPLOADS_PER_MINUTE,
+    // The job quotas' defaults come with the job side of issue 11 (0 = unlimited until then).
+    maxActiveJobs: 0,
+    maxConcurrentJobs: 0,
+  });
+  const storageQuota = new StorageQuota(tenantQuotas, new StorageUsage(layout), new UploadRate(redis, store.keys));
+  const storage = preflightStorage(layout, checkpoints, datasets, storageQuota);
   const pool = new UntrustedPool({
     threads: config.POOL_THREADS,
     taskTimeoutMs: config.POOL_TASK_TIMEOUT_MS,
@@ -156,7 +175,15 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       jobs,
       events,
       eventsKey: (jobId) => store.events.key(jobId),
-      uploads: new UploadService({ layout, limits: uploadLimits(config), validator: poolValidator(pool, config.UPLOAD_CHECK_TIMEOUT_MS), datasets, checkpoints, reservations: new UploadReservations(store, config.TMP_GRACE_SECONDS) }),
+      uploads: new UploadService({
+        layout,
+        limits: uploadLimits(config),
+        validator: poolValidator(pool, config.UPLOAD_CHECK_TIMEOUT_MS),
+        datasets,
+        checkpoints,
+        reservations: new UploadReservations(store, config.TMP_GRACE_SECONDS),
+        quota: storageQuota,
+      }),
       checkpoints,
       datasets,
       metrics,
@@ -165,6 +192,9 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       keys,
       rateLimitStore: { redis, nameSpace: keyNames.rateLimitPrefix },
       predictions,
+      tenantQuotas,
+      storageQuota,
+      publisher: new Publisher(layout, checkpoints, datasets),
       health: {
         redis: async () => {
           const pong = await redis.ping();
@@ -222,35 +252,69 @@ const orNull = async <T>(p: Promise<T>): Promise<T | null> => {
 };
 
 /**
- * What a submission's checks read from the volume, remembered per file identity (file-memo.ts):
- * a burst of submissions against one checkpoint and dataset reads each once.
+ * What a submission's checks read from the volume, per tenant, remembered per file identity
+ * (file-memo.ts): a burst of submissions against one checkpoint and dataset reads each once.
+ * Memo keys are the resolved folders, so two tenants' `mnist` never share an entry. A reference
+ * to another tenant's object resolves to nothing, exactly like a missing name.
  */
-export function preflightStorage(layout: DataLayout, checkpoints: CheckpointCatalog, datasets: DatasetCatalog): PreflightStorage {
+export function preflightStorage(layout: DataLayout, checkpoints: CheckpointCatalog, datasets: DatasetCatalog, quota?: StorageQuota): TenantStorage {
   const datasetMemo = new FileMemo<DatasetInfo | null>();
-  // The names in checkpoints/, re-read only when the folder changes (its mtime moves whenever a
-  // checkpoint is renamed in or out), and the folder stat'ed at most every FILE_RECHECK_MS: not a
-  // failing stat (and its exception) per submission for the usual case of a new output name. A
-  // checkpoint written within that window by another process is still caught: the output name is
-  // reserved atomically, and the attempt that would write over it fails with checkpoint_exists.
-  const namesMemo = new FileMemo<Set<string>>(1);
-  const checkpointNames = () =>
-    namesMemo.get('names', layout.checkpointsDir, async () => {
-      const entries = await fs.readdir(layout.checkpointsDir, { withFileTypes: true }).catch(() => []);
-      return new Set(entries.filter((e) => e.isDirectory()).map((e) => e.name));
-    });
+  // The names in a tenant's checkpoints/, re-read only when the folder changes (its mtime moves
+  // whenever a checkpoint is renamed in or out), and the folder stat'ed at most every
+  // FILE_RECHECK_MS: not a failing stat (and its exception) per submission for the usual case of
+  // a new output name. A checkpoint written within that window by another process is still
+  // caught: the output name is reserved atomically, and the attempt that would write over it
+  // fails with checkpoint_exists.
+  const namesMemo = new FileMemo<Set<string>>();
   const checkpointMemo = new FileMemo<SourceInfo | null>();
+  const views = new Map<string, PreflightStorage>();
+  const forTenant = (tenant: string): PreflightStorage => {
+    const own = layout.forTenant(tenant);
+    const checkpointNames = () =>
+      namesMemo.get(own.checkpointsDir, own.checkpointsDir, async () => {
+        const entries = await fs.readdir(own.checkpointsDir, { withFileTypes: true }).catch(() => []);
+        return new Set(entries.filter((e) => e.isDirectory()).map((e) => e.name));
+      });
+    return {
+      dataset: async (ref) => {
+        const target = own.resolveRef(ref);
+        if (!target) return null;
+        const dir = target.layout.datasetDir(target.name);
+        return datasetMemo.get(dir, dir, async () => {
+          const d = await orNull(datasets.forTenant(target.layout.tenant).describe(target.name));
+          return d && { inputShape: d.inputShape, numClasses: d.numClasses };
+        });
+      },
+      checkpoint: async (ref) => {
+        const target = own.resolveRef(ref);
+        if (!target) return null;
+        const dir = target.layout.checkpointDir(target.name);
+        return checkpointMemo.get(dir, path.join(dir, 'model.json'), async () => {
+          const c = await orNull(checkpoints.forTenant(target.layout.tenant).describe(target.name));
+          return c && { layers: c.layers.filter((l) => l.className !== 'InputLayer').map((l) => l.name), weights: c.layers.flatMap((l) => l.weights) };
+        });
+      },
+      checkpointExists: async (name) => (await checkpointNames()).has(name),
+      storageQuota: async () => {
+        try {
+          await quota?.ensureRoom(tenant, 0);
+          return null;
+        } catch (err) {
+          if (err instanceof GraftError) return err;
+          throw err;
+        }
+      },
+    };
+  };
   return {
-    dataset: (name) =>
-      datasetMemo.get(name, layout.datasetDir(name), async () => {
-        const d = await orNull(datasets.describe(name));
-        return d && { inputShape: d.inputShape, numClasses: d.numClasses };
-      }),
-    checkpoint: (name) =>
-      checkpointMemo.get(name, path.join(layout.checkpointDir(name), 'model.json'), async () => {
-        const c = await orNull(checkpoints.describe(name));
-        return c && { layers: c.layers.filter((l) => l.className !== 'InputLayer').map((l) => l.name), weights: c.layers.flatMap((l) => l.weights) };
-      }),
-    checkpointExists: async (name) => (await checkpointNames()).has(name),
+    forTenant(tenant) {
+      let view = views.get(tenant);
+      if (!view) {
+        view = forTenant(tenant);
+        views.set(tenant, view);
+      }
+      return view;
+    },
   };
 }
 
@@ -263,7 +327,7 @@ export function preflightStorage(layout: DataLayout, checkpoints: CheckpointCata
 export function poolPlanner(pool: UntrustedPool, cache: PlanCache, config: Pick<Config, 'DATA_DIR' | 'MODEL_MAX_PARAMS' | 'MODEL_MAX_ACTIVATION_BYTES'>): Planner {
   const budget = { maxParams: config.MODEL_MAX_PARAMS, maxActivationBytes: config.MODEL_MAX_ACTIVATION_BYTES };
   const dataDir = path.resolve(config.DATA_DIR);
-  return (spec, dataset) => cache.getOrPlan(spec, dataset, () => pool.run('plan', { dataDir, spec, dataset, budget }));
+  return (spec, dataset, tenant) => cache.getOrPlan(spec, dataset, tenant, () => pool.run('plan', { dataDir, tenant, spec, dataset, budget }));
 }
 
 /** Upload verification (decoding every image, loading the network) runs in the pool too. */
@@ -274,8 +338,8 @@ function poolValidator(pool: UntrustedPool, timeoutMs: number): UploadValidator 
     dataset: async (stagingRoot, name, limits) => {
       await pool.run('validateDataset', { stagingRoot, name, limits }, uploadCheck);
     },
-    checkpoint: async (dataDir, name, stagedDir, uploadId) => {
-      await pool.run('importCheckpoint', { dataDir, name, stagedDir, uploadId }, uploadCheck);
+    checkpoint: async (dataDir, name, stagedDir, uploadId, tenant) => {
+      await pool.run('importCheckpoint', { dataDir, tenant, name, stagedDir, uploadId }, uploadCheck);
     },
   };
 }

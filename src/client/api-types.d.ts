@@ -186,7 +186,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List checkpoints */
+        /** List checkpoints (yours, or the public ones with ?namespace=public) */
         get: operations["listCheckpoints"];
         put?: never;
         /**
@@ -238,6 +238,64 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/checkpoints/public/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Describe a public checkpoint: layers (class, output shape, params, weights) and its manifest */
+        get: operations["getPublicCheckpoint"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a public checkpoint (admin)
+         * @description 409 while a queued or running job uses it; 204 otherwise. 403 unless the caller is an admin.
+         */
+        delete: operations["deletePublicCheckpoint"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/checkpoints/public/{name}/archive": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Download a public checkpoint as one .tar.gz (or .zip with Accept: application/zip) */
+        get: operations["downloadPublicCheckpointArchive"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/checkpoints/{name}/publish": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Publish a checkpoint to the public namespace (admin)
+         * @description Copies your tenant's checkpoint `{name}` to `public/<as>` atomically; every tenant can then read it (`public/<as>` in a spec) and only an admin can delete it. 409 if the public name is taken.
+         */
+        post: operations["publishCheckpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/checkpoints/{name}/predict": {
         parameters: {
             query?: never;
@@ -265,7 +323,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List datasets */
+        /** List datasets (yours, or the public ones with ?namespace=public) */
         get: operations["listDatasets"];
         put?: never;
         /**
@@ -295,6 +353,47 @@ export interface paths {
          * @description 409 while a queued or running job uses it; 204 otherwise.
          */
         delete: operations["deleteDataset"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/datasets/public/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Describe a public dataset: format, input shape, classes, counts per split */
+        get: operations["getPublicDataset"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a public dataset (admin)
+         * @description 409 while a queued or running job uses it; 204 otherwise. 403 unless the caller is an admin.
+         */
+        delete: operations["deletePublicDataset"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/datasets/{name}/publish": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Publish a dataset to the public namespace (admin)
+         * @description Copies your tenant's dataset `{name}` to `public/<as>` atomically; every tenant can then read it (`public/<as>` in a spec) and only an admin can delete it. 409 if the public name is taken.
+         */
+        post: operations["publishDataset"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -355,6 +454,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/tenants/{tenant}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Quotas and usage of a tenant (admins: any; others: their own) */
+        get: operations["getTenant"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tenants/{tenant}/quotas": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Override quotas of a tenant (admin)
+         * @description Stored in Redis: every API process applies it at once. Fields left out keep their value; null restores the config default.
+         */
+        put: operations["setTenantQuotas"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -379,7 +515,7 @@ export interface components {
             type: "pretrain" | "transfer";
             /** @description transfer only: where restored weights come from. */
             source?: {
-                /** @description Source checkpoint under checkpoints/. */
+                /** @description Source checkpoint: `<name>` (yours) or `public/<name>` (shared). */
                 checkpoint: string;
                 /** @description Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight). */
                 restore?: string;
@@ -439,7 +575,7 @@ export interface components {
                 };
             };
             dataset: {
-                /** @description Dataset under datasets/. */
+                /** @description Dataset: `<name>` (yours) or `public/<name>` (shared). */
                 name: string;
                 /** @description Fraction of the training split held out (stratified, seeded); default 0.1. */
                 validationSplit?: number;
@@ -510,7 +646,7 @@ export interface components {
                 };
             };
             output: {
-                /** @description Name of the checkpoint to write; must not exist yet. */
+                /** @description Name of the checkpoint to write, in your tenant; must not exist yet. */
                 checkpoint: string;
                 /**
                  * @description `best` keeps the weights of the epoch with the lowest validation loss (default last).
@@ -707,6 +843,8 @@ export interface components {
         };
         CheckpointDescription: {
             name: string;
+            /** @description The namespace the checkpoint lives in: your tenant, or `public` (shared, read-only). */
+            tenant: string;
             /** Format: date-time */
             createdAt: string;
             sizeBytes: number;
@@ -741,20 +879,22 @@ export interface components {
                 task?: "classification" | "reconstruction";
                 /** @description One sample, without the batch dimension, e.g. [28, 28, 1]. */
                 inputShape?: number[];
-                /** @description How training preprocessed its inputs; prediction of image files repeats it. */
+                /** @description How images become a model's input, as a checkpoint manifest records it. */
                 preprocess?: {
                     /**
-                     * @description stretch: resized to the input size without keeping the aspect ratio.
-                     * @enum {string}
+                     * @description `stretch` to the input size (default), `crop` the centre at the input aspect ratio, or `pad` with black to it.
+                     * @enum {unknown}
                      */
-                    resize: "stretch";
-                    /** @description 1 = grayscale, 3 = sRGB (alpha dropped). */
+                    resize: "stretch" | "crop" | "pad";
+                    /** @description 1 (grayscale) or 3 (RGB); images are converted either way. */
                     channels: 1 | 3;
-                    /**
-                     * @description unit: pixel bytes divided by 255, to [0, 1].
-                     * @enum {string}
-                     */
-                    scaling: "unit";
+                    /** @description `unit` [0, 1] (default), `symmetric` [-1, 1] (MobileNet, Inception), `imagenet` ImageNet mean/std (ResNet, VGG), or an explicit {mean, std}. */
+                    scaling: ("unit" | "symmetric" | "imagenet") | {
+                        /** @description Per-channel mean in pixel units 0-255 (one value = every channel). */
+                        mean: number[];
+                        /** @description Per-channel standard deviation in pixel units 0-255. */
+                        std: number[];
+                    };
                 };
                 /** @description Class names, index = output unit. */
                 labels?: string[];
@@ -782,23 +922,6 @@ export interface components {
                 };
                 /** @description tensorflow | wasm | cpu */
                 backend?: string;
-                /** @description How images become a model's input, as a checkpoint manifest records it. */
-                preprocess?: {
-                    /**
-                     * @description `stretch` to the input size (default), `crop` the centre at the input aspect ratio, or `pad` with black to it.
-                     * @enum {unknown}
-                     */
-                    resize: "stretch" | "crop" | "pad";
-                    /** @description 1 (grayscale) or 3 (RGB); images are converted either way. */
-                    channels: 1 | 3;
-                    /** @description `unit` [0, 1] (default), `symmetric` [-1, 1] (MobileNet, Inception), `imagenet` ImageNet mean/std (ResNet, VGG), or an explicit {mean, std}. */
-                    scaling: ("unit" | "symmetric" | "imagenet") | {
-                        /** @description Per-channel mean in pixel units 0-255 (one value = every channel). */
-                        mean: number[];
-                        /** @description Per-channel standard deviation in pixel units 0-255. */
-                        std: number[];
-                    };
-                };
                 metrics?: {
                     [key: string]: unknown;
                 };
@@ -837,9 +960,11 @@ export interface components {
                 };
             } | null;
         };
-        /** @description A dataset under datasets/<name>/. */
+        /** @description A dataset under tenants/<tenant>/datasets/<name>/. */
         DatasetDescription: {
             name: string;
+            /** @description The namespace the dataset lives in: your tenant, or `public` (shared, read-only). */
+            tenant: string;
             /**
              * @description Detected from the files (see the volume layout in the README).
              * @enum {unknown}
@@ -1423,7 +1548,10 @@ export interface operations {
     };
     listCheckpoints: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description `own`: your tenant's objects; `public`: the shared read-only namespace. */
+                namespace?: "own" | "public";
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -1439,6 +1567,8 @@ export interface operations {
                     "application/json": {
                         data: {
                             name: string;
+                            /** @description The namespace the checkpoint lives in: your tenant, or `public` (shared, read-only). */
+                            tenant: string;
                             /**
                              * Format: date-time
                              * @description From the manifest, else the folder time.
@@ -1486,6 +1616,15 @@ export interface operations {
             };
             /** @description Every error has this shape. */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1626,6 +1765,15 @@ export interface operations {
                 };
             };
             /** @description Every error has this shape. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1684,6 +1832,228 @@ export interface operations {
                 content: {
                     "application/gzip": components["schemas"]["ErrorResponse"];
                     "application/zip": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    getPublicCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckpointDescription"];
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    deletePublicCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    downloadPublicCheckpointArchive: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The checkpoint archive, streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": unknown;
+                    "application/zip": unknown;
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": components["schemas"]["ErrorResponse"];
+                    "application/zip": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": components["schemas"]["ErrorResponse"];
+                    "application/zip": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    publishCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Name in the public namespace (default: the same name). */
+                    as?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckpointDescription"];
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -1803,7 +2173,10 @@ export interface operations {
     };
     listDatasets: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description `own`: your tenant's objects; `public`: the shared read-only namespace. */
+                namespace?: "own" | "public";
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -1819,6 +2192,8 @@ export interface operations {
                     "application/json": {
                         data: {
                             name: string;
+                            /** @description The namespace the dataset lives in: your tenant, or `public` (shared, read-only). */
+                            tenant: string;
                             format: ("idx" | "labels-csv" | "image-folder") | null;
                             /** @description idx: the stored [rows, cols, channels]. image-folder: the first image's size and channels (1 if grayscale, else 3; alpha is dropped), null if that image cannot be read; training resizes every image to the model input. */
                             inputShape: number[] | null;
@@ -1859,7 +2234,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A dataset under datasets/<name>/. */
+            /** @description A dataset under tenants/<tenant>/datasets/<name>/. */
             201: {
                 headers: {
                     [name: string]: unknown;
@@ -1870,6 +2245,15 @@ export interface operations {
             };
             /** @description Every error has this shape. */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1944,7 +2328,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A dataset under datasets/<name>/. */
+            /** @description A dataset under tenants/<tenant>/datasets/<name>/. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2010,6 +2394,15 @@ export interface operations {
                 };
             };
             /** @description Every error has this shape. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2020,6 +2413,185 @@ export interface operations {
             };
             /** @description Every error has this shape. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    getPublicDataset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A dataset under tenants/<tenant>/datasets/<name>/. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetDescription"];
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    deletePublicDataset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    publishDataset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Name in the public namespace (default: the same name). */
+                    as?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description A dataset under tenants/<tenant>/datasets/<name>/. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetDescription"];
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2330,6 +2902,138 @@ export interface operations {
             };
             /** @description Every error has this shape. */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    getTenant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                tenant: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        tenant: string;
+                        quotas: {
+                            /** @description Bytes of datasets and checkpoints (default TENANT_MAX_STORAGE_BYTES). 0 = unlimited. */
+                            maxStorageBytes: number;
+                            /** @description Uploads started per minute (default TENANT_UPLOADS_PER_MINUTE). 0 = unlimited. */
+                            uploadsPerMinute: number;
+                            /** @description Queued + running jobs. 0 = unlimited. */
+                            maxActiveJobs: number;
+                            /** @description Running jobs at once. 0 = unlimited. */
+                            maxConcurrentJobs: number;
+                        };
+                        usage: {
+                            /** @description datasetBytes + checkpointBytes. */
+                            storageBytes: number;
+                            datasetBytes: number;
+                            checkpointBytes: number;
+                            uploadsThisMinute: number;
+                        };
+                    };
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    setTenantQuotas: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                tenant: string;
+            };
+            cookie?: never;
+        };
+        /** @description Only the fields given change; 0 = unlimited. */
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Bytes of datasets and checkpoints. null: back to the default. */
+                    maxStorageBytes?: number | null;
+                    /** @description Uploads started per minute. null: back to the default. */
+                    uploadsPerMinute?: number | null;
+                    /** @description Queued + running jobs. null: back to the default. */
+                    maxActiveJobs?: number | null;
+                    /** @description Running jobs at once. null: back to the default. */
+                    maxConcurrentJobs?: number | null;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        tenant: string;
+                        quotas: {
+                            /** @description Bytes of datasets and checkpoints (default TENANT_MAX_STORAGE_BYTES). 0 = unlimited. */
+                            maxStorageBytes: number;
+                            /** @description Uploads started per minute (default TENANT_UPLOADS_PER_MINUTE). 0 = unlimited. */
+                            uploadsPerMinute: number;
+                            /** @description Queued + running jobs. 0 = unlimited. */
+                            maxActiveJobs: number;
+                            /** @description Running jobs at once. 0 = unlimited. */
+                            maxConcurrentJobs: number;
+                        };
+                        usage: {
+                            /** @description datasetBytes + checkpointBytes. */
+                            storageBytes: number;
+                            datasetBytes: number;
+                            checkpointBytes: number;
+                            uploadsThisMinute: number;
+                        };
+                    };
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -3,9 +3,10 @@ import { promises as fs } from 'node:fs';
 import { jobOutputFile } from '../storage/job-output';
 import type { Redis } from 'ioredis';
 import type { BaseLogger, Logger } from 'pino';
-import { DEFAULT_TENANT, PUBLIC_TENANT, type Principal } from '../auth/principal';
+import { DEFAULT_TENANT, type Principal } from '../auth/principal';
 import { ConflictError, GraftError, NotFoundError } from '../errors';
-import { preflight, type DatasetInfo, type PreflightLimits, type PreflightStorage } from '../spec/preflight';
+import { preflight, type DatasetInfo, type PreflightLimits, type TenantStorage } from '../spec/preflight';
+import { refersTo, jobTenant } from '../tenants/refs';
 import type { JobPlan } from '../spec/plan';
 import { isUseJob, outputOf, withDefaults, type AnyJobSpec, type JobSpec, type UseJobSpec } from '../spec/schema';
 import { preflightUse, useDefaults } from '../spec/use-preflight';
@@ -27,7 +28,8 @@ export class JobService {
     private readonly deps: {
       store: JobStore;
       queue: JobQueue;
-      storage: PreflightStorage;
+      /** The volume as each tenant sees it (names in a spec are relative to the submitting tenant). */
+      storage: TenantStorage;
       logger: Logger;
       /** Budgets on what a spec may ask (MODEL_MAX_LAYERS); defaults when absent. */
       preflightLimits?: PreflightLimits;
@@ -46,21 +48,20 @@ export class JobService {
    * Every check a submission gets, and the network the worker would build, without enqueueing
    * anything. `errors` lists everything found, with the codes a job would fail with.
    */
-  async plan(input: AnyJobSpec, tenant: string): Promise<PlanReport> {
-    void tenant; // names in the spec resolve in the tenant's namespace once preflight takes it (storage)
+  async plan(input: AnyJobSpec, tenant: string = DEFAULT_TENANT): Promise<PlanReport> {
     if (isUseJob(input)) {
-      const errors = await preflightUse(input, this.deps.storage);
+      const errors = await preflightUse(input, this.deps.storage.forTenant(tenant));
       return { valid: errors.length === 0, errors: sortErrors(errors).map((e) => ({ code: e.code, message: e.message, param: e.param })), warnings: [], plan: null };
     }
     const spec = withDefaults(input);
-    const report = await preflight(spec, this.deps.storage, this.deps.preflightLimits);
+    const report = await preflight(spec, this.deps.storage.forTenant(tenant), this.deps.preflightLimits);
     const errors = [...report.errors];
     let plan: JobPlan | null = null;
     // The network can be built once its ingredients exist and the spec is well-formed.
     const buildable = !errors.some((e) => e.statusCode === 400 || ['dataset_not_found', 'checkpoint_not_found', 'restore_matches_nothing', 'invalid_layer_name', 'model_too_large'].includes(e.code));
     if (buildable) {
       try {
-        plan = await this.deps.planner(spec, report.dataset!);
+        plan = await this.deps.planner(spec, report.dataset!, tenant);
       } catch (err) {
         if (!(err instanceof GraftError)) throw err;
         if (!errors.some((e) => e.code === err.code && e.param === err.param)) errors.push(err);
@@ -74,14 +75,14 @@ export class JobService {
    * enqueueing fails the record and the reservation are rolled back, so a 5xx never leaves a
    * phantom job behind.
    */
-  async submit(input: AnyJobSpec, tenant: string, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
+  async submit(input: AnyJobSpec, tenant: string = DEFAULT_TENANT, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
     if (isUseJob(input)) return this.submitUse(useDefaults(input), tenant, id, log);
     const spec = withDefaults(input);
-    const report = await preflight(spec, this.deps.storage, this.deps.preflightLimits);
+    const report = await preflight(spec, this.deps.storage.forTenant(tenant), this.deps.preflightLimits);
     if (report.errors.length > 0) throw pickFirst(report.errors);
     // What only building the network reveals (shape mismatches, a head that does not fit the
     // classes, an unbuildable topology) is refused now rather than after minutes in the queue.
-    await this.deps.planner(spec, report.dataset!);
+    await this.deps.planner(spec, report.dataset!, tenant);
 
     const job = await this.record(id, spec, tenant);
     for (const warning of report.warnings) await this.deps.store.events.append(id, { level: 'warning', message: warning });
@@ -92,7 +93,7 @@ export class JobService {
 
   /** An evaluate or predict job: it writes no checkpoint, so nothing is reserved and nothing planned. */
   private async submitUse(spec: UseJobSpec, tenant: string, id: string, log: Pick<BaseLogger, 'info'>): Promise<Job> {
-    const errors = await preflightUse(spec, this.deps.storage);
+    const errors = await preflightUse(spec, this.deps.storage.forTenant(tenant));
     if (errors.length > 0) throw pickFirst(errors);
     const job = await this.record(id, spec, tenant);
     log.info({ jobId: id, tenant, type: spec.type, checkpoint: spec.source.checkpoint }, 'job queued');
@@ -184,15 +185,17 @@ export class JobService {
   }
 
   /**
-   * Ids of queued or running jobs that read (or will write) tenant `tenant`'s dataset or
-   * checkpoint `name`. A `public` object is used by jobs of every tenant (as `public/<name>`).
+   * Ids of queued or running jobs that read (or will write) the dataset or checkpoint `name` of
+   * `tenant` (a public object's users are every tenant's jobs that read `public/<name>`).
    */
   async usersOf(kind: 'dataset' | 'checkpoint', name: string, tenant: string = DEFAULT_TENANT): Promise<string[]> {
-    const shared = tenant === PUBLIC_TENANT;
-    const ref = shared ? `${PUBLIC_TENANT}/${name}` : name;
-    const jobs = await this.deps.store.active(shared ? undefined : tenant);
+    const jobs = await this.deps.store.active();
     return jobs
-      .filter((j) => (kind === 'dataset' ? j.spec.dataset.name === ref : j.spec.source?.checkpoint === ref || (!shared && outputOf(j.spec) === name)))
+      .filter((j) => {
+        const own = jobTenant(j);
+        if (kind === 'dataset') return refersTo(j.spec.dataset.name, own, tenant, name);
+        return refersTo(j.spec.source?.checkpoint, own, tenant, name) || (own === tenant && outputOf(j.spec) === name);
+      })
       .map((j) => j.id);
   }
 
@@ -256,7 +259,7 @@ export interface PlanReport {
 }
 
 /** Builds the target network for a spec without training it (workers/engine/plan.ts). */
-export type Planner = (spec: JobSpec, dataset: DatasetInfo) => Promise<JobPlan>;
+export type Planner = (spec: JobSpec, dataset: DatasetInfo, tenant: string) => Promise<JobPlan>;
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');

@@ -1,3 +1,4 @@
+import { outputReservationName } from '../tenants/refs';
 import { QueueKeys } from 'bullmq';
 import { DEFAULT_TENANT } from '../auth/principal';
 import { JOB_STATUSES, type JobStatus } from './types';
@@ -33,6 +34,7 @@ import { JOB_STATUSES, type JobStatus } from './types';
  *   graft:<q>:apikeys:revoked   pub/sub channel: hashes of revoked keys, so every API process forgets them at once
  *   graft:<q>:audit             stream: the audit log, trimmed by MINID to JOB_RETENTION_SECONDS
  *   graft:<q>:ratelimit:<key>   @fastify/rate-limit counters, one per API key (or IP) and window
+ *   graft:<q>:tenant:<t>:uploads:<minute>  uploads the tenant started in that minute (expires)
  */
 export class JobKeys {
   readonly prefix: string;
@@ -67,9 +69,9 @@ export class JobKeys {
     return `${this.prefix}:seq`;
   }
 
-  /** Tenant `default` keeps the key it had before tenants, so reservations survive the upgrade. */
+  /** Tenant `default` keeps the key it had before tenants, so reservations survive the upgrade (outputReservationName). */
   output(tenant: string, name: string): string {
-    return tenant === DEFAULT_TENANT ? `${this.prefix}:output:${name}` : `${this.prefix}:output:${tenant}/${name}`;
+    return `${this.prefix}:output:${outputReservationName(tenant, name)}`;
   }
 
   tenantJobs(tenant: string): string {
@@ -141,6 +143,11 @@ export class JobKeys {
   /** Prefix of the rate-limit counters (the plugin appends the key id or IP). */
   get rateLimitPrefix(): string {
     return `${this.prefix}:ratelimit:`;
+  }
+
+  /** Uploads `tenant` started in the minute `minute` (ms since the epoch / 60000): a fixed-window counter. */
+  tenantUploads(tenant: string, minute: number): string {
+    return `${this.prefix}:tenant:${tenant}:uploads:${minute}`;
   }
 
   /** BullMQ's hash for the job (exists while BullMQ keeps the job). */

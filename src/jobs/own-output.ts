@@ -10,7 +10,7 @@ export interface OwnOutput {
 }
 
 /**
- * The output checkpoint `name`, if job `jobId` wrote it: its manifest names the job as author.
+ * The output checkpoint `name` (of the tenant `layout` is the view of), if job `jobId` wrote it: its manifest names the job as author.
  * Uploads write manifests with their own ids and `jobType: "upload"`, so an uploaded manifest
  * can never pass for a job's output.
  */

@@ -1,6 +1,7 @@
 import { outputOf } from '../spec/schema';
 import type { Logger } from 'pino';
 import type { DataLayout } from '../storage/layout';
+import { jobTenant } from '../tenants/refs';
 import type { JobQueue } from './job-queue';
 import type { JobStore } from './job-store';
 import { readOwnOutput } from './own-output';
@@ -73,7 +74,7 @@ export class Reconciler {
 
     if (state === 'unknown') {
       if (Date.now() - Date.parse(job.createdAt) < this.opts.graceSeconds * 1000) return 'none';
-      const written = await readOwnOutput(this.opts.layout, output, job.id);
+      const written = await readOwnOutput(this.opts.layout.forTenant(jobTenant(job)), output, job.id);
       if (written || job.attempts >= this.opts.maxAttempts) return this.settleOrphan(job, { bull: 'missing' });
       if (job.status === 'running') {
         const r = await store.transition(job.id, {
@@ -115,7 +116,7 @@ export class Reconciler {
   private async settleOrphan(job: Job, guard: { bull: 'missing' } | 'none'): Promise<ReconcileAction> {
     const output = outputOf(job.spec);
     const { tenant } = job;
-    const written = await readOwnOutput(this.opts.layout, output, job.id);
+    const written = await readOwnOutput(this.opts.layout.forTenant(tenant), output, job.id);
     const now = new Date().toISOString();
     if (written) {
       const result = { checkpoint: output, backend: written.backend ?? 'unknown', metrics: written.metrics ?? {} };

@@ -24,10 +24,23 @@ export interface DatasetInfo {
   numClasses: number;
 }
 
+/**
+ * The volume as one tenant sees it. `dataset` and `checkpoint` take a spec's reference: `<name>`
+ * (the tenant's own) or `public/<name>` (the shared namespace); any other `<tenant>/<name>` is
+ * null, exactly like a name that does not exist. `checkpointExists` takes an output name (always
+ * the tenant's own).
+ */
 export interface PreflightStorage {
-  dataset(name: string): Promise<DatasetInfo | null>;
-  checkpoint(name: string): Promise<SourceInfo | null>;
+  dataset(ref: string): Promise<DatasetInfo | null>;
+  checkpoint(ref: string): Promise<SourceInfo | null>;
   checkpointExists(name: string): Promise<boolean>;
+  /** The error a submission gets when the tenant is already over its storage quota (403 quota_exceeded), else null. */
+  storageQuota?(): Promise<GraftError | null>;
+}
+
+/** The PreflightStorage of each tenant. */
+export interface TenantStorage {
+  forTenant(tenant: string): PreflightStorage;
 }
 
 export interface PreflightReport {
@@ -93,6 +106,9 @@ export async function preflight(spec: JobSpec, storage: PreflightStorage, limits
   if (await storage.checkpointExists(spec.output.checkpoint)) {
     errors.push(new ConflictError('checkpoint_exists', `A checkpoint named "${spec.output.checkpoint}" already exists; checkpoints are immutable, pick another name.`, '/output/checkpoint'));
   }
+  // The output checkpoint counts against the tenant's storage: refused while already over quota.
+  const quota = await storage.storageQuota?.();
+  if (quota) errors.push(quota);
   return { errors, warnings, targetLayers, restoreCandidates, dataset };
 }
 

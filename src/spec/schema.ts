@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { NAME_PATTERN } from '../storage/names';
+import { NAME_PATTERN, REF_PATTERN } from '../storage/names';
 import { AugmentSchema, PreprocessSpecSchema } from './preprocess';
 import { HEAD_FIELDS, HEAD_LAYER_TYPES, HEAD_TYPES_DESCRIPTION } from './heads';
 
@@ -15,6 +15,8 @@ export const MAX_REGEX_LENGTH = 256;
 const strict = { additionalProperties: false } as const;
 
 const Name = (description: string) => Type.String({ pattern: NAME_PATTERN, description });
+/** A dataset or source checkpoint: `<name>` of your tenant, or `public/<name>` from the shared namespace. */
+const Ref = (description: string) => Type.String({ pattern: REF_PATTERN, description });
 const LayerName = Type.String({ pattern: LAYER_NAME_PATTERN, description: 'A layer name.' });
 const Regex = (description: string) => Type.String({ minLength: 1, maxLength: MAX_REGEX_LENGTH, description });
 
@@ -51,7 +53,7 @@ export const JobSpecSchema = Type.Object(
     source: Type.Optional(
       Type.Object(
         {
-          checkpoint: Name('Source checkpoint under checkpoints/.'),
+          checkpoint: Ref('Source checkpoint: `<name>` (yours) or `public/<name>` (shared).'),
           restore: Type.Optional(Regex('Regex over source weight names `<layer>/<weight>` selecting what to restore (default: every weight).')),
         },
         { ...strict, description: 'transfer only: where restored weights come from.' },
@@ -76,7 +78,7 @@ export const JobSpecSchema = Type.Object(
     ),
     dataset: Type.Object(
       {
-        name: Name('Dataset under datasets/.'),
+        name: Ref('Dataset: `<name>` (yours) or `public/<name>` (shared).'),
         validationSplit: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5, description: 'Fraction of the training split held out (stratified, seeded); default 0.1.' })),
         limit: Type.Optional(Type.Integer({ minimum: 1, description: 'Use at most this many training samples (a seeded stratified subset), e.g. to study small data.' })),
         preprocess: Type.Optional(PreprocessSpecSchema),
@@ -113,7 +115,7 @@ export const JobSpecSchema = Type.Object(
     ),
     output: Type.Object(
       {
-        checkpoint: Name('Name of the checkpoint to write; must not exist yet.'),
+        checkpoint: Name('Name of the checkpoint to write, in your tenant; must not exist yet.'),
         select: Type.Optional(Type.Enum(['last', 'best'], { description: '`best` keeps the weights of the epoch with the lowest validation loss (default last).' })),
       },
       strict,

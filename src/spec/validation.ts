@@ -1,7 +1,7 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { ValidationError } from '../errors';
-import { NAME_PATTERN } from '../storage/names';
+import { NAME_PATTERN, REF_PATTERN } from '../storage/names';
 
 /**
  * Two validators: request bodies (and job specs the worker re-checks) are validated strictly (no
@@ -63,6 +63,9 @@ export function toValidationError(errors: ErrorObject[], part: string): Validati
     case 'pattern':
       if (p.pattern === NAME_PATTERN) {
         return new ValidationError('invalid_name', `${where} must be a name of 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.`, at);
+      }
+      if (p.pattern === REF_PATTERN) {
+        return new ValidationError('invalid_name', `${where} must be a name of 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, optionally prefixed by \`public/\`.`, at);
       }
       return new ValidationError('invalid_value', `${where} must match ${String(p.pattern)}.`, at);
     case 'anyOf':

@@ -5,6 +5,13 @@ import { ValidationError } from '../errors';
 export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
 const NAME_RE = new RegExp(NAME_PATTERN);
 
+/**
+ * A reference to a dataset or checkpoint in a spec: `<name>` (the caller's tenant) or
+ * `<namespace>/<name>`, where only `public` (and the caller's own tenant) resolve; any other
+ * namespace is reported exactly like a missing name (layout.ts, parseRef).
+ */
+export const REF_PATTERN = `^(?:[a-z0-9][a-z0-9-]{0,62}/)?${NAME_PATTERN.slice(1)}`;
+
 export function isValidName(name: unknown): name is string {
   return typeof name === 'string' && NAME_RE.test(name) && name !== '.' && name !== '..';
 }

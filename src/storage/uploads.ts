@@ -7,7 +7,7 @@ import { ConflictError, GraftError, UnprocessableError, ValidationError } from '
 import { detectArchiveType, extractArchive } from './archive';
 import type { CheckpointCatalog, CheckpointDescription } from './checkpoints';
 import { describeDatasetFolder, type DatasetCatalog, type DatasetDescription, type DatasetLimits } from './datasets';
-import { renameNoReplace, type DataLayout } from './layout';
+import { DataLayout, renameNoReplace } from './layout';
 import { assertValidName } from './names';
 import { UploadBudget, type UploadLimits, type UploadTicket } from './upload-budget';
 
@@ -31,16 +31,22 @@ const CHECKPOINT_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
  * it in its bounded pool (src/api/untrusted-pool.ts), never on its own event loop.
  */
 export interface UploadValidator {
-  /** Every file of the dataset staged at `<stagingRoot>/datasets/<name>` must be readable as the job will read it (validateDatasetFolder). */
+  /** Every file of the dataset staged at `new DataLayout(stagingRoot).datasetDir(name)` must be readable as the job will read it (validateDatasetFolder). */
   dataset(stagingRoot: string, name: string, limits: DatasetLimits): Promise<void>;
-  /** Verifies the checkpoint files in `stagedDir` and installs them as checkpoint `name` of DATA_DIR `dataDir`. */
-  checkpoint(dataDir: string, name: string, stagedDir: string, uploadId: string): Promise<void>;
+  /** Verifies the checkpoint files in `stagedDir` and installs them as checkpoint `name` of `tenant` in DATA_DIR `dataDir`. */
+  checkpoint(dataDir: string, name: string, stagedDir: string, uploadId: string, tenant: string): Promise<void>;
+}
+
+/** The storage quota of a tenant (src/tenants/storage-quota.ts). */
+export interface UploadQuota {
+  /** Throws 403 quota_exceeded if `tenant` storing `bytes` more would go over its quota. */
+  ensureRoom(tenant: string, bytes: number): Promise<void>;
 }
 
 /** Checkpoint names reserved by queued or running jobs (src/jobs/upload-reservations.ts). */
 export interface OutputReservations {
-  /** Holds `name` for the upload while `install` runs; a ConflictError if a job reserves it. */
-  hold<T>(name: string, uploadId: string, install: () => Promise<T>): Promise<T>;
+  /** Holds tenant `tenant`'s checkpoint name `name` for the upload while `install` runs; a ConflictError if a job reserves it. */
+  hold<T>(name: string, uploadId: string, install: () => Promise<T>, tenant?: string): Promise<T>;
 }
 
 interface ReceivedFile {
@@ -56,6 +62,8 @@ export interface UploadServiceOptions {
   checkpoints: CheckpointCatalog;
   /** Output names reserved by queued or running jobs; without it uploads ignore them (tests of the upload path alone). */
   reservations?: OutputReservations;
+  /** Per-tenant storage quota; without it uploads are bounded by the disk only. */
+  quota?: UploadQuota;
 }
 
 export class UploadService {
@@ -66,11 +74,12 @@ export class UploadService {
   private readonly checkpoints: CheckpointCatalog;
   /** Without it, uploads ignore reservations (tests of the upload path alone). */
   private readonly reservations?: OutputReservations;
+  private readonly quota?: UploadQuota;
   /** Slots, request bytes and free space: shared by every upload of this process. */
   readonly budget: UploadBudget;
 
   constructor(opts: UploadServiceOptions) {
-    ({ layout: this.layout, limits: this.limits, validator: this.validator, datasets: this.datasets, checkpoints: this.checkpoints, reservations: this.reservations } = opts);
+    ({ layout: this.layout, limits: this.limits, validator: this.validator, datasets: this.datasets, checkpoints: this.checkpoints, reservations: this.reservations, quota: this.quota } = opts);
     this.budget = new UploadBudget(this.layout.root, this.limits);
   }
 
@@ -79,29 +88,38 @@ export class UploadService {
     return this.budget.admit(contentLength);
   }
 
-  /** `signal` aborts the upload (the client went away): the staging folder is deleted at once. */
-  async uploadDataset(parts: AsyncIterableIterator<Multipart>, signal?: AbortSignal): Promise<DatasetDescription> {
+  /**
+   * A dataset of `tenant`. `signal` aborts the upload (the client went away): the staging folder
+   * is deleted at once.
+   */
+  async uploadDataset(tenant: string, parts: AsyncIterableIterator<Multipart>, signal?: AbortSignal): Promise<DatasetDescription> {
+    const datasets = this.datasets.forTenant(tenant);
     return this.withStaging('upload-dataset', async (staging) => {
       const { name, files } = await this.receive(parts, staging, signal);
       if (files.length !== 1) throw new ValidationError('too_many_files', 'Upload a dataset as exactly one .zip or .tar.gz file.', '/file');
-      if (await this.datasets.exists(name)) throw new ConflictError('dataset_exists', `A dataset named "${name}" already exists.`, '/name');
-      // Unpack as <staging>/datasets/<name>, a DATA_DIR-shaped folder the validator can be handed.
-      const root = path.join(staging, 'datasets', name);
+      if (await datasets.exists(name)) throw new ConflictError('dataset_exists', `A dataset named "${name}" already exists.`, '/name');
+      // Unpack into a DATA_DIR-shaped staging folder the validator can be handed.
+      const root = new DataLayout(staging).datasetDir(name, '/name');
       await this.unpack(files[0].path, root);
       await this.budget.ensureRoom(0);
+      await this.quota?.ensureRoom(tenant, await folderBytes(root));
       await this.validator.dataset(staging, name, this.limits.dataset);
       const description = await describeDatasetFolder(root, name, this.limits.dataset);
-      await renameNoReplace(root, this.layout.datasetDir(name, '/name'), 'dataset');
+      const target = this.layout.forTenant(tenant).datasetDir(name, '/name');
+      await fs.mkdir(path.dirname(target), { recursive: true }); // a tenant's first dataset
+      await renameNoReplace(root, target, 'dataset');
       // Described once, here: listing it and submitting jobs on it read the stored description.
-      await this.datasets.remember(description);
-      return description;
+      await datasets.remember(description);
+      return { ...description, tenant };
     });
   }
 
-  async uploadCheckpoint(parts: AsyncIterableIterator<Multipart>, signal?: AbortSignal): Promise<CheckpointDescription> {
+  /** A checkpoint of `tenant`. */
+  async uploadCheckpoint(tenant: string, parts: AsyncIterableIterator<Multipart>, signal?: AbortSignal): Promise<CheckpointDescription> {
+    const checkpoints = this.checkpoints.forTenant(tenant);
     return this.withStaging('upload-checkpoint', async (staging) => {
       const { name, files } = await this.receive(parts, staging, signal);
-      if (await this.checkpoints.exists(name)) throw new ConflictError('checkpoint_exists', `A checkpoint named "${name}" already exists.`, '/name');
+      if (await checkpoints.exists(name)) throw new ConflictError('checkpoint_exists', `A checkpoint named "${name}" already exists.`, '/name');
       const dir = path.join(staging, 'checkpoint');
       if (files.length === 1 && (await detectArchiveType(files[0].path))) {
         await this.unpack(files[0].path, dir);
@@ -118,11 +136,13 @@ export class UploadService {
         }
       }
       // The checkpoint is written once more (with its manifest) when installed.
-      await this.budget.ensureRoom(await folderBytes(dir));
+      const bytes = await folderBytes(dir);
+      await this.budget.ensureRoom(bytes);
+      await this.quota?.ensureRoom(tenant, bytes);
       const uploadId = `upload-${randomUUID()}`;
-      const install = () => this.validator.checkpoint(this.layout.root, name, dir, uploadId);
-      await (this.reservations ? this.reservations.hold(name, uploadId, install) : install());
-      return this.checkpoints.describe(name);
+      const install = () => this.validator.checkpoint(this.layout.root, name, dir, uploadId, tenant);
+      await (this.reservations ? this.reservations.hold(name, uploadId, install, tenant) : install());
+      return checkpoints.describe(name);
     });
   }
 

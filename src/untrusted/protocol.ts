@@ -21,13 +21,15 @@ export interface ModelBudget {
 
 export interface PlanTask {
   dataDir: string;
+  /** The tenant the spec's names are relative to (`public/<name>` reads the shared namespace). */
+  tenant: string;
   spec: JobSpec;
   dataset: { inputShape: number[] | null; numClasses: number };
   budget: ModelBudget;
 }
 
 export interface ValidateDatasetTask {
-  /** A DATA_DIR-shaped staging root holding datasets/<name>. */
+  /** A DATA_DIR-shaped staging root holding the dataset at `new DataLayout(stagingRoot).datasetDir(name)`. */
   stagingRoot: string;
   name: string;
   limits: DatasetLimits;
@@ -35,6 +37,8 @@ export interface ValidateDatasetTask {
 
 export interface ImportCheckpointTask {
   dataDir: string;
+  /** The tenant the checkpoint is installed for. */
+  tenant: string;
   name: string;
   stagedDir: string;
   uploadId: string;

@@ -223,24 +223,24 @@ describe('a zip of PNG class folders, end to end', () => {
       // The upload is its own author; the job that trained it is kept as lineage, not identity.
       expect(back.body.manifest.jobType).toBe('upload');
       expect(back.body.manifest.jobId).not.toBe(sub.body.id);
-      const stored = JSON.parse(await fs.readFile(path.join(env.dataDir, 'checkpoints', `shapes-clf-${ext.replace('.', '-')}`, 'manifest.json'), 'utf8'));
+      const stored = JSON.parse(await fs.readFile(path.join(env.dataDir, 'tenants', 'default', 'checkpoints', `shapes-clf-${ext.replace('.', '-')}`, 'manifest.json'), 'utf8'));
       expect(stored.lineage).toMatchObject({ jobId: sub.body.id });
     }
 
     // Both copies predict exactly what the original does.
     await tf.setBackend('cpu');
     const x = tf.randomUniform([4, 28, 28, 1], 0, 1, 'float32', 3);
-    const original = await loadModel(path.join(env.dataDir, 'checkpoints', 'shapes-clf'));
+    const original = await loadModel(path.join(env.dataDir, 'tenants', 'default', 'checkpoints', 'shapes-clf'));
     const want = await (original.predict(x) as tf.Tensor).data();
     for (const copy of ['shapes-clf-tar-gz', 'shapes-clf-zip']) {
-      const m = await loadModel(path.join(env.dataDir, 'checkpoints', copy));
+      const m = await loadModel(path.join(env.dataDir, 'tenants', 'default', 'checkpoints', copy));
       expect(Array.from(await (m.predict(x) as tf.Tensor).data())).toEqual(Array.from(want));
       m.dispose();
     }
     original.dispose();
 
     // Plain multipart files work too.
-    const dir = path.join(env.dataDir, 'checkpoints', 'shapes-clf');
+    const dir = path.join(env.dataDir, 'tenants', 'default', 'checkpoints', 'shapes-clf');
     const req = request(t.app.server).post('/v1/checkpoints').field('name', 'from-files');
     for (const f of await fs.readdir(dir)) if (f !== 'manifest.json') req.attach('file', await fs.readFile(path.join(dir, f)), f);
     expect((await req).status).toBe(201);

@@ -97,10 +97,18 @@ for (const [p, values] of wrongTypes) for (const v of values) add(`${p} = ${JSON
 // Bad names.
 const badNames = ['', '../etc', 'a/b', '.hidden', '-dash', 'x'.repeat(65), 'with space', 'ümlaut', 'a\\b', '..'];
 for (const n of badNames) {
-  add(`dataset name ${JSON.stringify(n)}`, withValue('/dataset/name', n), { status: 400, code: 'invalid_name', param: '/dataset/name' });
   add(`output name ${JSON.stringify(n)}`, withValue('/output/checkpoint', n), { status: 400, code: 'invalid_name', param: '/output/checkpoint' });
+  // `<namespace>/<name>` is a reference form for inputs (public/<name>); another namespace is a missing name, not a bad one.
+  if (n === 'a/b') continue;
+  add(`dataset name ${JSON.stringify(n)}`, withValue('/dataset/name', n), { status: 400, code: 'invalid_name', param: '/dataset/name' });
   add(`source name ${JSON.stringify(n)}`, withValue('/source/checkpoint', n), { status: 400, code: 'invalid_name', param: '/source/checkpoint' });
 }
+for (const n of ['a/b/c', 'Public/mnist', 'public/', '/mnist', 'public/../x']) {
+  add(`dataset reference ${JSON.stringify(n)}`, withValue('/dataset/name', n), { status: 400, code: 'invalid_name', param: '/dataset/name' });
+  add(`source reference ${JSON.stringify(n)}`, withValue('/source/checkpoint', n), { status: 400, code: 'invalid_name', param: '/source/checkpoint' });
+}
+add('dataset of another namespace', withValue('/dataset/name', 'a/b'), { status: 422, code: 'dataset_not_found', param: '/dataset/name' });
+add('source of another namespace', withValue('/source/checkpoint', 'a/b'), { status: 422, code: 'checkpoint_not_found', param: '/source/checkpoint' });
 
 // Invalid and unsafe regexes.
 for (const re of ['(', '[a-', '*', 'a{2,1}', '(?<x', '\\']) {

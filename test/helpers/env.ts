@@ -45,6 +45,9 @@ export async function makeTestEnv(overrides: Record<string, string> = {}): Promi
     PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0',
     PRESSURE_MAX_HEAP_USED_MB: '0',
     PRESSURE_MAX_RSS_MB: '0',
+    // Upload tests upload far more than a tenant may per minute; test/api/tenant-storage.test.ts
+    // turns the per-tenant upload rate on.
+    TENANT_UPLOADS_PER_MINUTE: '0',
     ...overrides,
   };
   return {

@@ -19,7 +19,7 @@ export const workerPid = (worker: unknown): number => Number(String(worker).spli
 /** Entries of a folder ([] if it does not exist). */
 export const entries = (dir: string): Promise<string[]> => fs.readdir(dir).catch(() => [] as string[]);
 
-export const checkpointNames = (dataDir: string): Promise<string[]> => entries(path.join(dataDir, 'checkpoints'));
+export const checkpointNames = (dataDir: string): Promise<string[]> => entries(path.join(dataDir, 'tenants', 'default', 'checkpoints'));
 
 /** Every Redis key of a test queue (graft's and BullMQ's) that contains `needle`. */
 export async function keysContaining(queueName: string, needle: string): Promise<string[]> {

@@ -81,7 +81,7 @@ describe('faults around the lock of a running job', () => {
     expect(messages.filter((m) => /shutting down: training was checkpointed/.test(m))).toHaveLength(5);
     expect(messages.filter((m) => /^Resuming from the checkpoint/.test(m))).toHaveLength(5);
     expect((await checkpointNames(env.dataDir)).filter((n) => n === 'relay')).toHaveLength(1);
-    const manifest = JSON.parse(await fs.readFile(path.join(env.dataDir, 'checkpoints', 'relay', 'manifest.json'), 'utf8'));
+    const manifest = JSON.parse(await fs.readFile(path.join(env.dataDir, 'tenants', 'default', 'checkpoints', 'relay', 'manifest.json'), 'utf8'));
     expect(manifest.jobId).toBe(sub.body.id);
     expect(manifest.history.map((h: { epoch: number }) => h.epoch)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   }, 300_000);

@@ -78,7 +78,7 @@ describe('submit → worker → checkpoint', () => {
     expect(done.result.metrics.test.confusionMatrix).toHaveLength(10);
 
     // The checkpoint is on the volume with a manifest whose hashes match, and loads and predicts.
-    const dir = path.join(env.dataDir, 'checkpoints', 'digits-clf');
+    const dir = path.join(env.dataDir, 'tenants', 'default', 'checkpoints', 'digits-clf');
     const manifest = JSON.parse(await fs.readFile(path.join(dir, 'manifest.json'), 'utf8'));
     expect(manifest).toMatchObject({ name: 'digits-clf', jobId: transfer.body.id, jobType: 'transfer', task: 'classification', frozen: ['enc_conv1', 'enc_conv2'] });
     expect(manifest.source.checkpoint).toBe('cae');
@@ -109,8 +109,8 @@ describe('submit → worker → checkpoint', () => {
 
   it('fails a job whose source checkpoint is corrupt with checkpoint_corrupt, never retries it, and the worker lives on', async () => {
     // A byte flipped in a weight shard after submission: only the worker's verified read can see it.
-    const src = path.join(env.dataDir, 'checkpoints', 'cae');
-    const copy = path.join(env.dataDir, 'checkpoints', 'cae-damaged');
+    const src = path.join(env.dataDir, 'tenants', 'default', 'checkpoints', 'cae');
+    const copy = path.join(env.dataDir, 'tenants', 'default', 'checkpoints', 'cae-damaged');
     await fs.cp(src, copy, { recursive: true });
     const res = await request(t.app.server)
       .post('/v1/jobs')
@@ -133,7 +133,7 @@ describe('submit → worker → checkpoint', () => {
     expect(done.error).toMatchObject({ code: 'checkpoint_corrupt', param: '/source/checkpoint' });
     expect(done.error.message).toContain(shard);
     expect(done.attempts).toBe(1);
-    await expect(fs.stat(path.join(env.dataDir, 'checkpoints', 'from-damaged'))).rejects.toThrow();
+    await expect(fs.stat(path.join(env.dataDir, 'tenants', 'default', 'checkpoints', 'from-damaged'))).rejects.toThrow();
     expect(worker.child.exitCode).toBeNull();
   }, 120_000);
 });

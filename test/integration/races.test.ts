@@ -114,7 +114,7 @@ describe('submissions and uploads racing for checkpoint names (no worker)', () =
     const src = await makeTempDir('graft-forged-');
     try {
       await writeTinyCheckpoint(src, 'forged');
-      const dir = path.join(src, 'checkpoints', 'forged');
+      const dir = path.join(src, 'tenants', 'default', 'checkpoints', 'forged');
       const manifest = JSON.parse(await fs.readFile(path.join(dir, 'manifest.json'), 'utf8'));
       await fs.writeFile(path.join(dir, 'manifest.json'), JSON.stringify({ ...manifest, jobId, jobType: 'pretrain', name: 'wanted' }));
       const upload = async (name: string) => {
@@ -132,7 +132,7 @@ describe('submissions and uploads racing for checkpoint names (no worker)', () =
       expect(other.status).toBe(201);
       expect(other.body.manifest.jobType).toBe('upload');
       expect(other.body.manifest.jobId).not.toBe(jobId);
-      const stored = JSON.parse(await fs.readFile(path.join(env.dataDir, 'checkpoints', 'forged-copy', 'manifest.json'), 'utf8'));
+      const stored = JSON.parse(await fs.readFile(path.join(env.dataDir, 'tenants', 'default', 'checkpoints', 'forged-copy', 'manifest.json'), 'utf8'));
       expect(stored).toMatchObject({ jobType: 'upload', lineage: { jobId, jobType: 'pretrain' } });
     } finally {
       await fs.rm(src, { recursive: true, force: true });
@@ -145,7 +145,7 @@ describe('submissions and uploads racing for checkpoint names (no worker)', () =
     try {
       const done = await waitForJobEnd(t.app.server, jobId, 90_000, () => worker.output().slice(-800));
       expect(done.status).toBe('succeeded');
-      const written = JSON.parse(await fs.readFile(path.join(env.dataDir, 'checkpoints', 'wanted', 'manifest.json'), 'utf8'));
+      const written = JSON.parse(await fs.readFile(path.join(env.dataDir, 'tenants', 'default', 'checkpoints', 'wanted', 'manifest.json'), 'utf8'));
       expect(written).toMatchObject({ jobId, jobType: 'pretrain' });
       expect(written.history).toHaveLength(1);
     } finally {

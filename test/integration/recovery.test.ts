@@ -79,7 +79,7 @@ describe('crashes and restarts', () => {
       const events = (await request(t.app.server).get(`/v1/jobs/${sub.body.id}/events?limit=1000`)).body as Events;
       const resumedAt = events.data.map((e) => (e.data?.resume as { epoch: number } | undefined)?.epoch).find((e) => e !== undefined);
       if (diedIn >= 2) expect(resumedAt).toBeGreaterThanOrEqual(2); // killed after epoch 1: did not start over
-      const manifest = JSON.parse(await fs.readFile(path.join(env.dataDir, 'checkpoints', `killed-${run}`, 'manifest.json'), 'utf8'));
+      const manifest = JSON.parse(await fs.readFile(path.join(env.dataDir, 'tenants', 'default', 'checkpoints', `killed-${run}`, 'manifest.json'), 'utf8'));
       expect(manifest.jobId).toBe(sub.body.id);
       expect(manifest.history.map((h: { epoch: number }) => h.epoch)).toEqual([1, 2, 3, 4]);
       expect((await request(t.app.server).get(`/v1/checkpoints/killed-${run}`)).status).toBe(200);
@@ -107,7 +107,7 @@ describe('crashes and restarts', () => {
     expect(events.some((m) => /Resuming from the checkpoint at epoch [2-5]/.test(m))).toBe(true);
     const names = (await request(t.app.server).get('/v1/checkpoints')).body.data.map((c: { name: string }) => c.name);
     expect(names.filter((n: string) => n === 'handed-over')).toHaveLength(1);
-    expect(await fs.readdir(path.join(env.dataDir, 'checkpoints'))).toContain('handed-over');
+    expect(await fs.readdir(path.join(env.dataDir, 'tenants', 'default', 'checkpoints'))).toContain('handed-over');
   }, 180_000);
 });
 

@@ -64,7 +64,7 @@ describe('retention', () => {
       await redis.quit();
     }
     // The checkpoints themselves are the product: they stay.
-    expect((await entries(path.join(env.dataDir, 'checkpoints'))).filter((n) => n.startsWith('kept-'))).toHaveLength(50);
+    expect((await entries(path.join(env.dataDir, 'tenants', 'default', 'checkpoints'))).filter((n) => n.startsWith('kept-'))).toHaveLength(50);
   }, 240_000);
 
   it('after a crash mid-upload and a restart, .tmp/ is empty', async () => {

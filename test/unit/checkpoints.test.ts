@@ -433,6 +433,7 @@ describe('CheckpointCatalog', () => {
     expect(list.map((c) => c.name)).toEqual(['another', 'broken', 'cae']);
     expect(list[2]).toEqual({
       name: 'cae',
+      tenant: 'default',
       createdAt: cae.createdAt,
       jobId: 'job-1',
       task: 'reconstruction',

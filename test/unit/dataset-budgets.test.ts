@@ -89,7 +89,7 @@ describe('stored descriptions', () => {
     const catalog = new DatasetCatalog(layout);
     const first = await catalog.describe('digits');
     expect(first).toMatchObject({ format: 'idx', numClasses: 3, splits: { train: { count: 10 } } });
-    expect(await fs.readdir(path.join(layout.root, '.meta', 'datasets'))).toEqual(['digits.json']);
+    expect(await fs.readdir(path.join(layout.datasetMetaDir))).toEqual(['digits.json']);
 
     // Garble the label file behind the catalog's back, keeping its size and times: a re-read
     // would now fail, so an unchanged answer proves the files were not read again.
@@ -137,7 +137,7 @@ describe('stored descriptions', () => {
     await catalog.describe('gone');
     await catalog.remove('gone');
     expect(await catalog.exists('gone')).toBe(false);
-    await expect(fs.stat(path.join(layout.root, '.meta', 'datasets', 'gone.json'))).rejects.toThrow();
+    await expect(fs.stat(path.join(layout.datasetMetaDir, 'gone.json'))).rejects.toThrow();
     expect(await fs.readdir(layout.tmpDir)).toEqual([]);
     await expectGraftError(catalog.remove('gone'), 'dataset_not_found');
     // A new dataset under the old name is described afresh.

@@ -24,6 +24,7 @@ import { train, type EpochMetrics, type TrainOptions, type TrainResult } from '.
  */
 export interface RunContext {
   jobId: string;
+  /** The volume as the job's tenant sees it: the names of its spec are relative to it. */
   layout: DataLayout;
   backend: BackendName;
   featureCacheMaxBytes: number;
@@ -80,7 +81,9 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
     ctx.onProgress?.({ epoch: 0, epochs: training.epochs, batch: 0, batches: 0, loss: null, accuracy: null, valLoss: null, valAccuracy: null, ...p });
 
   await progress({ phase: 'loading' });
-  const description = await new DatasetCatalog(ctx.layout, ctx.datasetLimits).describe(spec.dataset.name);
+  // Names are relative to the job's tenant (ctx.layout); `public/<name>` reads the shared namespace.
+  const dataset = ctx.layout.datasetRef(spec.dataset.name);
+  const description = await new DatasetCatalog(dataset.layout, ctx.datasetLimits).describe(dataset.name);
   const numClasses = description.classes.length;
 
   let target: TargetModel | null = null;
@@ -92,8 +95,9 @@ export async function runJob(spec: JobSpec, ctx: RunContext): Promise<JobOutcome
     target = await buildTarget(spec, {
       datasetShape: description.inputShape as Shape3 | null,
       numClasses,
-      loadSource: async (name) => {
-        const contents = await readCheckpoint(ctx.layout.checkpointDir(name, '/source/checkpoint'));
+      loadSource: async (ref) => {
+        const source = ctx.layout.checkpointRef(ref);
+        const contents = await readCheckpoint(source.layout.checkpointDir(source.name, '/source/checkpoint'));
         sourcePreprocess = contents.manifest?.preprocess ?? null;
         return contents;
       },
@@ -258,8 +262,10 @@ async function prepareData(spec: JobSpec, ctx: RunContext, target: TargetModel, 
     );
   }
   const stores: SampleStore[] = [];
+  // `name` or `public/name`: where the job's tenant finds it.
+  const dataset = ctx.layout.datasetRef(spec.dataset.name);
   const open = async (split: 'train' | 'test') => {
-    const { store, origin } = await openSamples(ctx.layout, spec.dataset.name, {
+    const { store, origin } = await openSamples(dataset.layout, dataset.name, {
       split,
       inputShape: target.inputShape,
       resize: preprocess.resize,

@@ -36,15 +36,18 @@ export async function runUseJob(spec: UseJobSpec, ctx: RunContext): Promise<{ re
  * read from the dataset's sample cache a batch at a time.
  */
 async function loadInputs(spec: UseJobSpec, ctx: RunContext): Promise<{ inputs: UseInputs; store: SampleStore }> {
-  const dir = ctx.layout.checkpointDir(spec.source.checkpoint, SOURCE);
+  // `name` or `public/name`, relative to the job's tenant.
+  const source = ctx.layout.checkpointRef(spec.source.checkpoint);
+  const dataset = ctx.layout.datasetRef(spec.dataset.name);
+  const dir = source.layout.checkpointDir(source.name, SOURCE);
   const model = await loadModel(dir);
   try {
     const manifest = await fs.readFile(path.join(dir, MANIFEST_FILE)).then((b) => parseManifest(dir, b, SOURCE), () => null);
     const inputShape = model.inputs[0].shape.slice(1) as number[];
     // Default: the test split, or the only split of a folder of class folders (an uploaded image set).
-    const split = spec.dataset.split ?? ((await new DatasetCatalog(ctx.layout, ctx.datasetLimits).describe(spec.dataset.name)).splits.test ? 'test' : 'train');
+    const split = spec.dataset.split ?? ((await new DatasetCatalog(dataset.layout, ctx.datasetLimits).describe(dataset.name)).splits.test ? 'test' : 'train');
     const preprocess = manifest?.preprocess ?? defaultPreprocess(inputShape[2]);
-    const { store } = await openSamples(ctx.layout, spec.dataset.name, { split, inputShape: inputShape as [number, number, number], resize: preprocess.resize, limits: ctx.datasetLimits, shardBytes: ctx.sampleCacheShardBytes ?? DEFAULT_SHARD_BYTES });
+    const { store } = await openSamples(dataset.layout, dataset.name, { split, inputShape: inputShape as [number, number, number], resize: preprocess.resize, limits: ctx.datasetLimits, shardBytes: ctx.sampleCacheShardBytes ?? DEFAULT_SHARD_BYTES });
     try {
       const x = scaledRows(store, null, preprocess);
       const classifier = manifest?.task === 'classification' || (manifest === null && finalUnits(model) === store.classes.length);

@@ -1,6 +1,7 @@
 import { captureGraftError, type ImportCheckpointTask, type PlanTask, type TaskOutcome, type ValidateDatasetTask } from '../../src/untrusted/protocol';
 import type { JobPlan } from '../../src/spec/plan';
-import { CheckpointCatalog } from '../../src/storage/checkpoints';
+import { CheckpointCatalog, checkpointNotFound } from '../../src/storage/checkpoints';
+import { isGraftError } from '../../src/errors';
 import { DataLayout } from '../../src/storage/layout';
 import { validateDatasetFolder } from '../../src/storage/datasets';
 import { importCheckpoint as installCheckpoint } from '../engine/checkpoint-io';
@@ -17,16 +18,28 @@ import { planJob } from '../engine/plan';
 
 export async function plan(task: PlanTask): Promise<TaskOutcome<JobPlan>> {
   return captureGraftError(async () => {
-    const checkpoints = new CheckpointCatalog(new DataLayout(task.dataDir));
+    const layout = new DataLayout(task.dataDir, task.tenant);
     return planJob(task.spec, {
       datasetShape: task.dataset.inputShape as [number, number, number] | null,
       numClasses: task.dataset.numClasses,
       budget: task.budget,
-      loadSource: async (name) => {
-        const source = await checkpoints.structure(name);
+      loadSource: async (ref) => {
+        const source = await sourceStructure(layout, ref);
         return { modelTopology: source.modelTopology, weights: new Map(source.weights.map((w) => [w.name, { shape: w.shape, dtype: 'float32' }])) };
       },
     });
+  });
+}
+
+/**
+ * Topology and weight shapes of source checkpoint `ref` as seen from `layout`'s tenant. Another
+ * tenant's name fails exactly as a missing name does (same code and message).
+ */
+async function sourceStructure(layout: DataLayout, ref: string) {
+  const target = layout.resolveRef(ref);
+  if (!target) throw checkpointNotFound(ref);
+  return new CheckpointCatalog(target.layout).structure(target.name).catch((err: unknown) => {
+    throw isGraftError(err) && err.code === 'checkpoint_not_found' ? checkpointNotFound(ref) : err;
   });
 }
 
@@ -40,7 +53,7 @@ export async function validateDataset(task: ValidateDatasetTask): Promise<TaskOu
 export async function importCheckpoint(task: ImportCheckpointTask): Promise<TaskOutcome<null>> {
   return captureGraftError(async () => {
     await ensureCpuBackend();
-    await installCheckpoint(new DataLayout(task.dataDir), task.name, task.stagedDir, task.uploadId);
+    await installCheckpoint(new DataLayout(task.dataDir, task.tenant), task.name, task.stagedDir, task.uploadId);
     return null;
   });
 }

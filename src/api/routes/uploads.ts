@@ -1,12 +1,16 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ValidationError } from '../../errors';
+import { assertMayWrite } from '../../tenants/access';
 import { CheckpointDescriptionSchema } from '../schemas/checkpoints';
 import { DatasetDescriptionSchema } from '../schemas/datasets';
 import { errorResponses } from '../schemas/errors';
 import type { AppDeps } from '../services';
 
-/** Uploads of datasets and checkpoints (multipart). Download and delete live with each resource. */
+/**
+ * Uploads of datasets and checkpoints (multipart), into the caller's tenant, under its quotas
+ * (uploads per minute, storage bytes). Download and delete live with each resource.
+ */
 export const uploadRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
   /**
    * Runs `upload` in an upload slot: 429 (with Retry-After), 413 or 507 before the body is read.
@@ -14,7 +18,11 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
    */
   const admitted = async <T>(request: FastifyRequest, reply: FastifyReply, upload: (signal: AbortSignal) => Promise<T>): Promise<T> => {
     const declared = Number(request.headers['content-length']);
-    // A refusal carries its Retry-After (the app's error handler sends it).
+    const { principal } = request;
+    assertMayWrite(principal, principal.tenant);
+    // The tenant's quotas first (uploads per minute: 429; storage: 403), then this process's
+    // budget. A refusal carries its Retry-After (the app's error handler sends it).
+    await deps.storageQuota.admitUpload(principal.tenant, Number.isFinite(declared) ? declared : null);
     const ticket = await deps.uploads.admit(Number.isFinite(declared) ? declared : null);
     const abort = new AbortController();
     const onClose = () => {
@@ -38,10 +46,15 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
         description:
           'The archive holds IDX files (train-images-idx3-ubyte[.gz] + train-labels-idx1-ubyte[.gz], optional t10k-*) or image folders (train/<class>/*.png|jpg, optional test/<class>/, or <class>/* directly), at its root or inside one top folder. It is streamed to disk, unpacked privately (absolute paths, `..`, links and devices are refused; sizes and entry counts are bounded), every file is validated, and the dataset appears atomically. 201 with its description.',
         consumes: ['multipart/form-data'],
-        response: { 201: DatasetDescriptionSchema, ...errorResponses(400, 409, 413, 415, 422, 429, 507) },
+        response: { 201: DatasetDescriptionSchema, ...errorResponses(400, 403, 409, 413, 415, 422, 429, 507) },
       },
     },
-    async (request, reply) => reply.status(201).send(await admitted(request, reply, (signal) => deps.uploads.uploadDataset(request.parts(), signal))),
+    async (request, reply) => {
+      const { tenant } = request.principal;
+      const created = await admitted(request, reply, (signal) => deps.uploads.uploadDataset(tenant, request.parts(), signal));
+      await deps.audit.record({ actor: request.principal, action: 'dataset.create', target: { kind: 'dataset', tenant, id: created.name } });
+      return reply.status(201).send(created);
+    },
   );
 
   app.post(
@@ -53,9 +66,14 @@ export const uploadRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
         description:
           'A TensorFlow.js layers-format model. It is verified by loading its topology and checking every weight against the bytes its files hold (and the hashes of manifest.json when present), then stored with a manifest. An archive from GET /v1/checkpoints/{name}/archive is accepted back unchanged. 201 with the layer table.',
         consumes: ['multipart/form-data'],
-        response: { 201: CheckpointDescriptionSchema, ...errorResponses(400, 409, 413, 415, 422, 429, 507) },
+        response: { 201: CheckpointDescriptionSchema, ...errorResponses(400, 403, 409, 413, 415, 422, 429, 507) },
       },
     },
-    async (request, reply) => reply.status(201).send(await admitted(request, reply, (signal) => deps.uploads.uploadCheckpoint(request.parts(), signal))),
+    async (request, reply) => {
+      const { tenant } = request.principal;
+      const created = await admitted(request, reply, (signal) => deps.uploads.uploadCheckpoint(tenant, request.parts(), signal));
+      await deps.audit.record({ actor: request.principal, action: 'checkpoint.create', target: { kind: 'checkpoint', tenant, id: created.name } });
+      return reply.status(201).send(created);
+    },
   );
 };

@@ -10,6 +10,7 @@ import { datasetRoutes } from './datasets';
 import { jobRoutes } from './jobs';
 import { keyRoutes } from './keys';
 import { predictRoutes } from './predict';
+import { tenantRoutes } from './tenants';
 import { uploadRoutes } from './uploads';
 
 /**
@@ -55,4 +56,5 @@ export const v1Routes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLim
   await app.register(uploadRoutes, { deps });
   await app.register(keyRoutes, { deps });
   await app.register(auditRoutes, { deps });
+  await app.register(tenantRoutes, { deps });
 };

@@ -5,8 +5,11 @@ import { CheckpointManifestSchema, LayerSummarySchema, TASKS, type CheckpointDes
 
 const InputShapeSchema = Type.Union([Type.Array(Type.Integer({ minimum: 1 })), Type.Null()], { description: 'One sample, without the batch dimension.' });
 
+const TenantField = Type.String({ description: 'The namespace the checkpoint lives in: your tenant, or `public` (shared, read-only).' });
+
 export const CheckpointSummarySchema = Type.Object({
   name: Type.String(),
+  tenant: TenantField,
   createdAt: Type.String({ format: 'date-time', description: 'From the manifest, else the folder time.' }),
   jobId: Type.Union([Type.String(), Type.Null()]),
   task: Type.Union([Type.Enum([...TASKS]), Type.Null()]),
@@ -17,6 +20,7 @@ export const CheckpointSummarySchema = Type.Object({
 
 export const CheckpointDescriptionSchema = Type.Object({
   name: Type.String(),
+  tenant: TenantField,
   createdAt: Type.String({ format: 'date-time' }),
   sizeBytes: Type.Integer({ minimum: 0 }),
   inputShape: InputShapeSchema,

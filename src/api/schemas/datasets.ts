@@ -26,9 +26,12 @@ const InputShapeDescription =
   'idx: the stored [rows, cols, channels]. image-folder: the first image\'s size and channels (1 if grayscale, else 3; alpha ' +
   'is dropped), null if that image cannot be read; training resizes every image to the model input.';
 
+const TenantField = Type.String({ description: 'The namespace the dataset lives in: your tenant, or `public` (shared, read-only).' });
+
 export const DatasetDescriptionSchema = Type.Object(
   {
     name: Type.String({ pattern: NAME_PATTERN }),
+    tenant: TenantField,
     format: FormatSchema,
     inputShape: Type.Union([ImageShapeSchema, Type.Null()], { description: InputShapeDescription }),
     classes: Type.Array(Type.String(), {
@@ -41,12 +44,13 @@ export const DatasetDescriptionSchema = Type.Object(
     sizeBytes: Type.Integer({ minimum: 0, description: 'Bytes of all files in the dataset folder.' }),
     createdAt: Type.String({ format: 'date-time' }),
   },
-  { additionalProperties: false, description: 'A dataset under datasets/<name>/.' },
+  { additionalProperties: false, description: 'A dataset under tenants/<tenant>/datasets/<name>/.' },
 );
 
 export const DatasetSummarySchema = Type.Object(
   {
     name: Type.String({ pattern: NAME_PATTERN }),
+    tenant: TenantField,
     format: Type.Union([FormatSchema, Type.Null()]),
     inputShape: Type.Union([ImageShapeSchema, Type.Null()], { description: InputShapeDescription }),
     numClasses: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),

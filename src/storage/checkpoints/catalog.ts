@@ -14,6 +14,8 @@ import { allWeightSpecs, corruptCheckpoint, parseManifest, parseModelJson, type 
 
 export interface CheckpointSummary {
   name: string;
+  /** The namespace it lives in: the caller's tenant, or `public`. */
+  tenant: string;
   /** From the manifest, else the folder time. */
   createdAt: string;
   jobId: string | null;
@@ -26,6 +28,7 @@ export interface CheckpointSummary {
 
 export interface CheckpointDescription {
   name: string;
+  tenant: string;
   createdAt: string;
   sizeBytes: number;
   inputShape: number[] | null;
@@ -34,8 +37,29 @@ export interface CheckpointDescription {
   manifest: CheckpointManifest | null;
 }
 
+/** The checkpoints of one tenant (the layout's); `forTenant` gives another tenant's (or `public`). */
 export class CheckpointCatalog {
-  constructor(private readonly layout: DataLayout) {}
+  private readonly views: Map<string, CheckpointCatalog>;
+
+  constructor(
+    private readonly layout: DataLayout,
+    views?: Map<string, CheckpointCatalog>,
+  ) {
+    this.views = views ?? new Map([[layout.tenant, this]]);
+  }
+
+  get tenant(): string {
+    return this.layout.tenant;
+  }
+
+  forTenant(tenant: string): CheckpointCatalog {
+    let view = this.views.get(tenant);
+    if (!view) {
+      view = new CheckpointCatalog(this.layout.forTenant(tenant), this.views);
+      this.views.set(tenant, view);
+    }
+    return view;
+  }
 
   /** Whether the name is taken, even by a corrupt checkpoint. */
   async exists(name: string): Promise<boolean> {
@@ -52,7 +76,7 @@ export class CheckpointCatalog {
   async describe(name: string): Promise<CheckpointDescription> {
     const dir = await this.folder(name);
     const [manifest, info] = await Promise.all([readManifest(dir), folderInfo(dir)]);
-    const base = { name, createdAt: manifest?.createdAt ?? info.modifiedAt, sizeBytes: info.sizeBytes };
+    const base = { name, tenant: this.tenant, createdAt: manifest?.createdAt ?? info.modifiedAt, sizeBytes: info.sizeBytes };
     if (manifest) return { ...base, inputShape: manifest.inputShape ?? null, layers: manifest.layers, manifest };
     const model = await readModelJson(dir);
     return { ...base, inputShape: deriveInputShape(model), layers: deriveLayers(model), manifest: null };
@@ -94,7 +118,7 @@ export class CheckpointCatalog {
       if (isMissing(err)) return null; // removed since readdir
       throw err;
     }
-    const summary: CheckpointSummary = { name, createdAt: info.modifiedAt, jobId: null, task: null, params: null, inputShape: null, sizeBytes: info.sizeBytes };
+    const summary: CheckpointSummary = { name, tenant: this.tenant, createdAt: info.modifiedAt, jobId: null, task: null, params: null, inputShape: null, sizeBytes: info.sizeBytes };
     try {
       const manifest = await readManifest(dir);
       if (manifest) {
@@ -117,7 +141,12 @@ export class CheckpointCatalog {
 }
 
 function notFound(name: string): NotFoundError {
-  return new NotFoundError('checkpoint_not_found', `There is no checkpoint "${name}"; GET /v1/checkpoints lists them.`);
+  return checkpointNotFound(name);
+}
+
+/** The one "no such checkpoint" error, for a missing name and for another tenant's alike. */
+export function checkpointNotFound(ref: string): NotFoundError {
+  return new NotFoundError('checkpoint_not_found', `There is no checkpoint "${ref}"; GET /v1/checkpoints lists them.`);
 }
 
 interface FolderInfo {

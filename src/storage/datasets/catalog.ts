@@ -1,24 +1,29 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { NotFoundError, UnprocessableError, isGraftError } from '../../errors';
+import { UnprocessableError, isGraftError } from '../../errors';
 import type { DataLayout } from '../layout';
 import { isValidName } from '../names';
 import { DescriptionStore, type FolderInfo, type StoredDescription } from './description-store';
 import { formatOf } from './formats';
 import { DEFAULT_DATASET_LIMITS } from './limits';
 import { scanDataset } from './scan';
-import { DATASET_PARAM, type DatasetContent, type DatasetLimits, type ImageShape } from './types';
+import { DATASET_PARAM, datasetNotFound, type DatasetContent, type DatasetLimits, type ImageShape } from './types';
 
 /**
- * The datasets under DATA_DIR/datasets/<name>/ as the API (and the worker's submission-time
+ * The datasets under DATA_DIR/tenants/<tenant>/datasets/<name>/ as the API (and the worker's submission-time
  * checks) see them. Descriptions are computed once and stored (description-store.ts), so listing
  * and submitting read a small JSON file, not the dataset. The HTTP shapes are in src/api/schemas.
  */
 
-export type DatasetDescription = { name: string } & DatasetContent & FolderInfo;
+/** A dataset folder described wherever it is (an upload's staging folder included). */
+export type DatasetFolderDescription = { name: string } & DatasetContent & FolderInfo;
+/** A dataset of a tenant (or of the public namespace). */
+export type DatasetDescription = { name: string; tenant: string } & DatasetContent & FolderInfo;
 
 export interface DatasetSummary {
   name: string;
+  /** The namespace it lives in: the caller's tenant, or `public`. */
+  tenant: string;
   format: string | null;
   inputShape: ImageShape | null;
   numClasses: number | null;
@@ -31,14 +36,31 @@ export interface DatasetSummary {
   error: { code: string; message: string; param: string | null } | null;
 }
 
+/** The datasets of one tenant (the layout's); `forTenant` gives another tenant's (or `public`). */
 export class DatasetCatalog {
   private readonly descriptions: DescriptionStore;
+  private readonly views: Map<string, DatasetCatalog>;
 
   constructor(
     private readonly layout: DataLayout,
     private readonly limits: DatasetLimits = DEFAULT_DATASET_LIMITS,
+    views?: Map<string, DatasetCatalog>,
   ) {
     this.descriptions = new DescriptionStore(layout);
+    this.views = views ?? new Map([[layout.tenant, this]]);
+  }
+
+  get tenant(): string {
+    return this.layout.tenant;
+  }
+
+  forTenant(tenant: string): DatasetCatalog {
+    let view = this.views.get(tenant);
+    if (!view) {
+      view = new DatasetCatalog(this.layout.forTenant(tenant), this.limits, this.views);
+      this.views.set(tenant, view);
+    }
+    return view;
   }
 
   /** True if datasets/<name>/ is a folder (valid or not); false for names that are not valid names. */
@@ -55,7 +77,7 @@ export class DatasetCatalog {
       const { code, message, param, details } = stored.error;
       throw new UnprocessableError(code, message, param, details);
     }
-    return { name, ...stored.content!, ...stored.folder };
+    return { name, tenant: this.tenant, ...stored.content!, ...stored.folder };
   }
 
   /** Every dataset, sorted by name. A broken dataset is listed with its error rather than hiding the others. */
@@ -80,7 +102,7 @@ export class DatasetCatalog {
   }
 
   /** Keeps the description an upload computed in staging for the dataset now live under `name`. */
-  async remember(description: DatasetDescription): Promise<void> {
+  async remember(description: DatasetFolderDescription): Promise<void> {
     const { name, sizeBytes, createdAt, ...content } = description;
     await this.descriptions.remember(name, this.layout.datasetDir(name), { folder: { sizeBytes, createdAt }, content });
   }
@@ -109,10 +131,11 @@ export class DatasetCatalog {
     const { folder, content, error } = stored;
     if (error || !content) {
       const body = { code: error!.code, message: error!.message, param: error!.param };
-      return { name, format: null, inputShape: null, numClasses: null, trainCount: null, testCount: null, ...folder, error: body };
+      return { name, tenant: this.tenant, format: null, inputShape: null, numClasses: null, trainCount: null, testCount: null, ...folder, error: body };
     }
     return {
       name,
+      tenant: this.tenant,
       format: content.format,
       inputShape: content.inputShape,
       numClasses: content.numClasses,
@@ -124,9 +147,7 @@ export class DatasetCatalog {
   }
 }
 
-function notFound(name: string): NotFoundError {
-  return new NotFoundError('dataset_not_found', `Dataset "${name}" does not exist (looked for datasets/${name}/ in the data directory).`, DATASET_PARAM);
-}
+const notFound = datasetNotFound;
 
 /**
  * Reads a dataset folder's description from scratch. A dataset that cannot be used (422) is
@@ -143,7 +164,7 @@ async function describeFolder(dir: string, name: string, limits: DatasetLimits):
 }
 
 /** The description of a dataset folder anywhere (an upload's staging folder), nothing stored. */
-export async function describeDatasetFolder(dir: string, name: string, limits: DatasetLimits): Promise<DatasetDescription> {
+export async function describeDatasetFolder(dir: string, name: string, limits: DatasetLimits): Promise<DatasetFolderDescription> {
   const files = await scanDataset(dir, name);
   const [content, folder] = await Promise.all([formatOf(files).describe(files, limits), folderInfo(dir)]);
   return { name, ...content, ...folder };

@@ -8,7 +8,7 @@ import type { DatasetContent } from './types';
 /**
  * Describing a dataset reads headers, label files and listings; listing datasets and submitting
  * jobs must not pay that every time. The description is computed once and stored as
- * DATA_DIR/.meta/datasets/<name>.json with a fingerprint of the folder, and reused while the
+ * DATA_DIR/tenants/<tenant>/.meta/datasets/<name>.json with a fingerprint of the folder, and reused while the
  * fingerprint still matches.
  *
  * The fingerprint is cheap to check: inode + mtime (+ size) of every folder of the dataset and of
@@ -44,7 +44,7 @@ export class DescriptionStore {
   private readonly dir: string;
 
   constructor(private readonly layout: DataLayout) {
-    this.dir = path.join(layout.root, '.meta', 'datasets');
+    this.dir = layout.datasetMetaDir;
   }
 
   /** The stored description of the dataset in `datasetDir`, or null if there is none or the folder changed since. */

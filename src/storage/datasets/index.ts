@@ -1,5 +1,5 @@
 /**
- * Datasets under DATA_DIR/datasets/<name>/. The format is detected from the files by the format
+ * Datasets under DATA_DIR/tenants/<tenant>/datasets/<name>/. The format is detected from the files by the format
  * registry (formats/): each format detects, describes, validates and loads its own datasets.
  *
  *   idx           train-images-idx3-ubyte[.gz] + train-labels-idx1-ubyte[.gz]
@@ -13,7 +13,7 @@ export * from './types';
 export * from './limits';
 export { DATASET_FORMATS, DATASET_FORMAT_NAMES, EXPECTED_FILES, formatOf } from './formats';
 export { locateDataset, scanDataset } from './scan';
-export { DatasetCatalog, describeDatasetFolder, type DatasetDescription, type DatasetSummary } from './catalog';
+export { DatasetCatalog, describeDatasetFolder, type DatasetDescription, type DatasetFolderDescription, type DatasetSummary } from './catalog';
 export { validateDatasetFolder } from './validate';
 export { loadDataset, type LoadOptions } from './load';
 export { openSplit } from './load';

@@ -1,16 +1,15 @@
 import { promises as fs } from 'node:fs';
-import { NotFoundError } from '../../errors';
 import type { DataLayout } from '../layout';
 import { visibleEntries } from './entries';
 import { DATASET_FORMATS, EXPECTED_FILES } from './formats';
-import { DATASET_PARAM, datasetInvalid, type DatasetFiles } from './types';
+import { DATASET_PARAM, datasetInvalid, datasetNotFound, type DatasetFiles } from './types';
 
 /** Finds dataset `name` and scans its files; throws dataset_not_found or dataset_invalid. */
 export async function locateDataset(layout: DataLayout, name: string): Promise<DatasetFiles> {
   const dir = layout.datasetDir(name, DATASET_PARAM);
   const stat = await fs.stat(dir).catch(() => null);
   if (!stat?.isDirectory()) {
-    throw new NotFoundError('dataset_not_found', `Dataset "${name}" does not exist (looked for datasets/${name}/ in the data directory).`, DATASET_PARAM);
+    throw datasetNotFound(name);
   }
   return scanDataset(dir, name);
 }

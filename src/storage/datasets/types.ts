@@ -1,5 +1,5 @@
 import type { Dirent } from 'node:fs';
-import { UnprocessableError } from '../../errors';
+import { NotFoundError, UnprocessableError } from '../../errors';
 import type { ResizePolicy } from '../../spec/preprocess';
 
 /**
@@ -137,6 +137,11 @@ export interface DatasetFormat<F extends DatasetFiles = DatasetFiles> {
   validate(files: F, limits: DatasetLimits): Promise<void>;
   /** A split, resized or checked against `req.inputShape`, ready to be decoded sample by sample (no TensorFlow). */
   open(files: F, req: LoadRequest, limits: DatasetLimits): Promise<SplitReader>;
+}
+
+/** The one "no such dataset" error, for a missing name and for another tenant's alike. */
+export function datasetNotFound(ref: string): NotFoundError {
+  return new NotFoundError('dataset_not_found', `There is no dataset "${ref}"; GET /v1/datasets lists them.`, DATASET_PARAM);
 }
 
 export function datasetInvalid(name: string, message: string, details?: unknown): UnprocessableError {

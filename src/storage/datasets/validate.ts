@@ -8,7 +8,7 @@ import type { DatasetLimits } from './types';
  * labels and inflated sizes; every image fully decoded), under the dataset budgets. Plain
  * arguments only, so it can run in a worker thread of the untrusted-work pool.
  *
- * `dataRoot` is a DATA_DIR-shaped folder (an upload's staging folder) holding datasets/<name>.
+ * `dataRoot` is a DATA_DIR-shaped folder (an upload's staging folder) holding tenants/default/datasets/<name> (DataLayout(dataRoot).datasetDir).
  */
 export async function validateDatasetFolder(dataRoot: string, name: string, limits: DatasetLimits): Promise<void> {
   const files = await locateDataset(new DataLayout(dataRoot), name);

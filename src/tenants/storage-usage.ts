@@ -1,0 +1,51 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { DataLayout } from '../storage/layout';
+
+/**
+ * Bytes a tenant stores (its datasets and checkpoints), for the storage quota. Objects are
+ * immutable once renamed into place, so the size of one is remembered per folder identity
+ * (path + inode + mtime) and a tenant's usage costs a readdir of its two folders and a stat per
+ * object, not a walk of every file. Bounded: entries of objects that are gone are dropped.
+ */
+export class StorageUsage {
+  /** Object folder path → its identity and size. */
+  private readonly sizes = new Map<string, { stamp: string; bytes: number }>();
+
+  constructor(private readonly layout: DataLayout) {}
+
+  async bytes(tenant: string): Promise<{ datasets: number; checkpoints: number; total: number }> {
+    const view = this.layout.forTenant(tenant);
+    const [datasets, checkpoints] = await Promise.all([this.folderOfObjects(view.datasetsDir), this.folderOfObjects(view.checkpointsDir)]);
+    return { datasets, checkpoints, total: datasets + checkpoints };
+  }
+
+  private async folderOfObjects(dir: string): Promise<number> {
+    const entries = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
+    const live = new Set<string>();
+    const sizes = await Promise.all(
+      entries
+        .filter((e) => e.isDirectory())
+        .map(async (e) => {
+          const p = path.join(dir, e.name);
+          live.add(p);
+          const stat = await fs.stat(p).catch(() => null);
+          if (!stat) return 0;
+          const stamp = `${stat.ino}:${stat.mtimeMs}`;
+          const known = this.sizes.get(p);
+          if (known?.stamp === stamp) return known.bytes;
+          const bytes = await treeBytes(p).catch(() => 0);
+          this.sizes.set(p, { stamp, bytes });
+          return bytes;
+        }),
+    );
+    for (const key of this.sizes.keys()) if (path.dirname(key) === dir && !live.has(key)) this.sizes.delete(key);
+    return sizes.reduce((a, b) => a + b, 0);
+  }
+}
+
+async function treeBytes(dir: string): Promise<number> {
+  const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
+  const sizes = await Promise.all(entries.filter((e) => e.isFile()).map((e) => fs.stat(path.join(e.parentPath, e.name)).then((s) => s.size, () => 0)));
+  return sizes.reduce((a, b) => a + b, 0);
+}
