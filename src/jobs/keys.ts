@@ -1,6 +1,5 @@
 import { outputReservationName } from '../tenants/refs';
 import { QueueKeys } from 'bullmq';
-import { DEFAULT_TENANT } from '../auth/principal';
 import { JOB_STATUSES, type JobStatus } from './types';
 
 /**
