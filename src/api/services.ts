@@ -124,6 +124,8 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
     control: redis,
     logger: logger.child({ component: 'event-hub' }),
   });
+  const keyNames = new JobKeys(config.QUEUE_NAME);
+  const audit = new RedisAuditLog(redis, keyNames, config.JOB_RETENTION_SECONDS);
   const jobs = new JobService({
     store,
     queue,
@@ -136,9 +138,9 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
     planner: poolPlanner(pool, new PlanCache(layout), config),
     limits: new JobLimits(redis, store.keys, { maxActiveJobs: config.TENANT_MAX_ACTIVE_JOBS, maxConcurrentJobs: config.TENANT_MAX_CONCURRENT_JOBS }),
     quotaRetryAfterSeconds: config.PRESSURE_RETRY_AFTER_SECONDS,
+    audit,
   });
 
-  const keyNames = new JobKeys(config.QUEUE_NAME);
   const keys = new KeyStore(redis, keyNames);
   const auth = await authenticatorFor(config, keys, keyNames, logger);
   const inference = new InferenceClient({
@@ -188,7 +190,7 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
       datasets,
       metrics,
       auth,
-      audit: new RedisAuditLog(redis, keyNames, config.JOB_RETENTION_SECONDS),
+      audit,
       keys,
       rateLimitStore: { redis, nameSpace: keyNames.rateLimitPrefix },
       predictions,

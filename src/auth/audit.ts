@@ -32,7 +32,21 @@ export interface AuditQuery {
   action?: string;
 }
 
+/** One entry as the Redis command that appends it, for a script that writes it in the same step as the change it records. */
+export interface AuditWrite {
+  stream: string;
+  /** Entries older than this stream id are trimmed (MINID ~). */
+  minId: string;
+  /** Field, value, field, value... */
+  fields: string[];
+}
+
 /** The audit log as the API holds it: written by routes and services, read by GET /v1/audit. */
 export interface AuditLog extends AuditSink {
   list(q: AuditQuery): Promise<{ entries: StoredAuditEntry[]; next: string | null }>;
+  /**
+   * The entry as a write another Redis script performs (create.lua records job.create with the
+   * job itself: one round trip, and no job without its audit entry). Absent: callers use record().
+   */
+  prepare?(entry: AuditEntry): AuditWrite;
 }

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { JobKeys } from '../jobs/keys';
-import type { AuditEntry, AuditLog, AuditQuery, StoredAuditEntry } from './audit';
+import type { AuditEntry, AuditLog, AuditQuery, AuditWrite, StoredAuditEntry } from './audit';
 
 /** Stream entries read per round while filtering (bounded work per request). */
 const SCAN_BATCH = 500;
@@ -19,22 +19,26 @@ export class RedisAuditLog implements AuditLog {
   ) {}
 
   async record(entry: AuditEntry): Promise<void> {
+    const { stream, minId, fields } = this.prepare(entry);
+    await this.redis.xadd(stream, 'MINID', '~', minId, '*', ...fields);
+  }
+
+  prepare(entry: AuditEntry): AuditWrite {
     const minId = Math.max(0, Date.now() - this.retentionSeconds * 1000);
-    await this.redis.xadd(
-      this.keys.audit,
-      'MINID',
-      '~',
-      String(minId),
-      '*',
-      'actor',
-      JSON.stringify({ keyId: entry.actor.keyId, keyName: entry.actor.keyName, tenant: entry.actor.tenant, role: entry.actor.role }),
-      'action',
-      entry.action,
-      'target',
-      JSON.stringify(entry.target),
-      'details',
-      JSON.stringify(entry.details ?? {}),
-    );
+    return {
+      stream: this.keys.audit,
+      minId: String(minId),
+      fields: [
+        'actor',
+        JSON.stringify({ keyId: entry.actor.keyId, keyName: entry.actor.keyName, tenant: entry.actor.tenant, role: entry.actor.role }),
+        'action',
+        entry.action,
+        'target',
+        JSON.stringify(entry.target),
+        'details',
+        JSON.stringify(entry.details ?? {}),
+      ],
+    };
   }
 
   /**

@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import { jobOutputFile } from '../storage/job-output';
 import type { Redis } from 'ioredis';
 import type { BaseLogger, Logger } from 'pino';
+import type { AuditEntry, AuditLog } from '../auth/audit';
 import { DEFAULT_TENANT, type Principal } from '../auth/principal';
 import { ConflictError, GraftError, NotFoundError } from '../errors';
 import { preflight, type DatasetInfo, type PreflightLimits, type TenantStorage } from '../spec/preflight';
@@ -41,6 +42,8 @@ export class JobService {
       limits: TenantJobLimits;
       /** Retry-After of a 429 for the job quota (jobs must finish first). */
       quotaRetryAfterSeconds: number;
+      /** Where job.create is recorded (with the job, in create.lua, when the log can prepare the write). */
+      audit?: AuditLog;
     },
   ) {}
 
@@ -75,8 +78,9 @@ export class JobService {
    * enqueueing fails the record and the reservation are rolled back, so a 5xx never leaves a
    * phantom job behind.
    */
-  async submit(input: AnyJobSpec, tenant: string = DEFAULT_TENANT, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
-    if (isUseJob(input)) return this.submitUse(useDefaults(input), tenant, id, log);
+  async submit(input: AnyJobSpec, actor: Principal, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
+    const { tenant } = actor;
+    if (isUseJob(input)) return this.submitUse(useDefaults(input), actor, id, log);
     const spec = withDefaults(input);
     const report = await preflight(spec, this.deps.storage.forTenant(tenant), this.deps.preflightLimits);
     if (report.errors.length > 0) throw pickFirst(report.errors);
@@ -84,7 +88,7 @@ export class JobService {
     // classes, an unbuildable topology) is refused now rather than after minutes in the queue.
     await this.deps.planner(spec, report.dataset!, tenant);
 
-    const job = await this.record(id, spec, tenant);
+    const job = await this.record(id, spec, actor);
     for (const warning of report.warnings) await this.deps.store.events.append(id, { level: 'warning', message: warning });
     // `log` is the request's logger when there is one, so the line carries the request id.
     log.info({ jobId: id, tenant, type: spec.type, output: spec.output.checkpoint }, 'job queued');
@@ -92,22 +96,27 @@ export class JobService {
   }
 
   /** An evaluate or predict job: it writes no checkpoint, so nothing is reserved and nothing planned. */
-  private async submitUse(spec: UseJobSpec, tenant: string, id: string, log: Pick<BaseLogger, 'info'>): Promise<Job> {
+  private async submitUse(spec: UseJobSpec, actor: Principal, id: string, log: Pick<BaseLogger, 'info'>): Promise<Job> {
+    const { tenant } = actor;
     const errors = await preflightUse(spec, this.deps.storage.forTenant(tenant));
     if (errors.length > 0) throw pickFirst(errors);
-    const job = await this.record(id, spec, tenant);
+    const job = await this.record(id, spec, actor);
     log.info({ jobId: id, tenant, type: spec.type, checkpoint: spec.source.checkpoint }, 'job queued');
     return job;
   }
 
   /**
-   * Records a checked job and enqueues it. Quota, output reservation, record, indexes and
-   * fair-scheduling tag are one script (one round trip); if enqueueing fails the record and the
-   * reservation are rolled back, so a 5xx never leaves a phantom job behind.
+   * Records a checked job and enqueues it. Quota, output reservation, record, indexes,
+   * fair-scheduling tag and the job.create audit entry are one script (one round trip); if
+   * enqueueing fails the record and the reservation are rolled back, so a 5xx never leaves a
+   * phantom job behind.
    */
-  private async record(id: string, spec: AnyJobSpec, tenant: string): Promise<Job> {
-    const { store, queue } = this.deps;
-    const outcome = await store.create(id, spec, tenant, this.deps.limits.defaults);
+  private async record(id: string, spec: AnyJobSpec, actor: Principal): Promise<Job> {
+    const { store, queue, audit } = this.deps;
+    const { tenant } = actor;
+    const entry: AuditEntry = { actor, action: 'job.create', target: { kind: 'job', tenant, id }, details: { type: spec.type, output: outputOf(spec) || null } };
+    const write = audit?.prepare?.(entry);
+    const outcome = await store.create(id, spec, tenant, this.deps.limits.defaults, write);
     if ('quota' in outcome) {
       const { used, limit } = outcome.quota;
       throw new GraftError(
@@ -125,6 +134,7 @@ export class JobService {
       await store.discard(id, outputOf(spec), tenant).catch(() => undefined);
       throw err;
     }
+    if (audit && !write) await audit.record(entry);
     return outcome.created;
   }
 
@@ -134,7 +144,8 @@ export class JobService {
    * is a conflict. The key is claimed before submitting, so two racing retries create one job.
    * Keys are per tenant: two tenants using the same key never meet.
    */
-  async submitIdempotent(input: AnyJobSpec, tenant: string, key: string, log?: Pick<BaseLogger, 'info'>): Promise<{ job: Job; replayed: boolean }> {
+  async submitIdempotent(input: AnyJobSpec, actor: Principal, key: string, log?: Pick<BaseLogger, 'info'>): Promise<{ job: Job; replayed: boolean }> {
+    const { tenant } = actor;
     const { redis, idempotencyTtlSeconds } = this.deps.idempotency;
     // The default tenant hashes the bare key, as before tenants, so retries across the upgrade still match.
     const redisKey = this.deps.store.keys.idempotency(sha256(tenant === DEFAULT_TENANT ? key : `${tenant}\n${key}`));
@@ -152,7 +163,7 @@ export class JobService {
       return { job, replayed: true };
     }
     try {
-      return { job: await this.submit(input, tenant, id, log), replayed: false };
+      return { job: await this.submit(input, actor, id, log), replayed: false };
     } catch (err) {
       // A rejected submission must not pin the key: the client fixes the body and retries.
       await redis.del(redisKey);

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { AuditWrite } from '../auth/audit';
 import { DEFAULT_TENANT } from '../auth/principal';
 import { outputOf, type AnyJobSpec } from '../spec/schema';
 import { JobEvents } from './job-events';
@@ -110,7 +111,8 @@ export class JobStore {
    * Checks the tenant's quota, reserves the output name, creates the queued record and gives it
    * its fair-scheduling priority, in one step (create.lua): one round trip whatever it finds.
    */
-  async create(id: string, spec: AnyJobSpec, tenant: string, limits: { maxActiveJobs: number }, createdAt = new Date()): Promise<CreateOutcome> {
+  /** `audit`: the job.create entry, written by the same script (one round trip, never one without the other). */
+  async create(id: string, spec: AnyJobSpec, tenant: string, limits: { maxActiveJobs: number }, audit?: AuditWrite, createdAt = new Date()): Promise<CreateOutcome> {
     const job: Job = {
       id,
       tenant,
@@ -126,7 +128,7 @@ export class JobStore {
       result: null,
       error: null,
     };
-    const args = [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, JSON.stringify({ status: 'queued' }), tenant, limits.maxActiveJobs, MAX_PRIORITY, outputOf(spec) === '' ? '0' : '1'];
+    const args = [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, JSON.stringify({ status: 'queued' }), tenant, limits.maxActiveJobs, MAX_PRIORITY, outputOf(spec) === '' ? '0' : '1', audit?.stream ?? '', audit?.minId ?? '', ...(audit?.fields ?? [])];
     const reply = (await this.run('create', id, outputOf(spec), args, tenant)) as [number, string | number, ...(string | number)[]];
     if (reply[0] === 1) return { created: job, priority: Number(reply[2]) };
     if (reply[1] === 'quota') return { quota: { used: Number(reply[2]), limit: Number(reply[3]) } };

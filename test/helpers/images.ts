@@ -1,19 +1,20 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
+import { DataLayout } from '../../src/storage/layout';
 import { Random } from '../../workers/engine/data/random';
 
 /**
  * A small image-folder dataset that a tiny network can learn: class `dark` has pixel values in
  * 0-119, class `light` in 136-255, with seeded noise and a per-class stripe. Written as
- * `<dir>/datasets/<name>/[train|test]/<class>/<i>.<ext>`.
+ * `<tenant's datasets folder>/<name>/[train|test]/<class>/<i>.<ext>` (the default tenant unless given).
  */
 export async function writeImageDataset(
   dataDir: string,
   name: string,
-  opts: { train: number; test?: number; size?: number; ext?: 'png' | 'jpg' | 'webp' | 'gif' | 'tiff'; seed?: number },
+  opts: { train: number; test?: number; size?: number; ext?: 'png' | 'jpg' | 'webp' | 'gif' | 'tiff'; seed?: number; tenant?: string },
 ): Promise<string> {
-  const root = path.join(dataDir, 'datasets', name);
+  const root = new DataLayout(dataDir, opts.tenant).datasetDir(name);
   const size = opts.size ?? 12;
   const rng = new Random(opts.seed ?? 7);
   const ext = opts.ext ?? 'png';

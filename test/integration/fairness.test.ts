@@ -1,11 +1,10 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import request from 'supertest';
 import { buildApp } from '../../src/api/app';
 import { createServices, type Services } from '../../src/api/services';
-import type { Principal } from '../../src/auth/principal';
 import { JobKeys } from '../../src/jobs/keys';
 import { makeTestEnv, TEST_REDIS_URL, waitFor, type TestEnv } from '../helpers/env';
 import { writeMnistDataset } from '../helpers/fixtures';
@@ -13,7 +12,7 @@ import { startProcess, type RunningProcess } from '../helpers/processes';
 
 /**
  * Fair scheduling and the per-tenant concurrency limit with real worker processes (dist/), fed
- * by an in-process API whose callers are members of the tenant named in `Bearer <tenant>`.
+ * by an in-process API; each tenant submits with a real member key of its own (the admin reads).
  *  - One worker, tenant A queues 20 jobs, then B queues 1: B's job starts after at most one more
  *    of A's (FIFO would make it wait for all 20).
  *  - Two slots (WORKER_CONCURRENCY 2), A limited to one job at a time: A's jobs never overlap, no
@@ -36,20 +35,23 @@ interface JobView {
   finishedAt: string | null;
 }
 
-class TenantMembers {
-  async authenticate(headers: IncomingHttpHeaders): Promise<Principal> {
-    const tenant = (headers.authorization ?? '').replace(/^Bearer /, '') || 'default';
-    return { keyId: null, keyName: null, tenant, role: tenant === 'default' ? 'admin' : 'member' };
-  }
-}
+const ADMIN_KEY = `gk_${randomBytes(32).toString('base64url')}`;
+const TENANTS = ['tenant-a', 'tenant-b'];
+/** Each tenant's member key (created through POST /v1/keys in setUp). */
+const memberKeys = new Map<string, string>();
+const as = (tenant?: string) => ({ authorization: `Bearer ${tenant ? memberKeys.get(tenant) : ADMIN_KEY}` });
 
 async function setUp(overrides: Record<string, string>, trainCount: number) {
-  const env = await makeTestEnv({ RETRY_BACKOFF_MS: '200', TENANT_THROTTLE_DELAY_MS: '300', ...overrides });
-  await writeMnistDataset(env.dataDir, 'digits', { train: trainCount, test: 20 });
+  const env = await makeTestEnv({ RETRY_BACKOFF_MS: '200', TENANT_THROTTLE_DELAY_MS: '300', GRAFT_AUTH: 'required', GRAFT_ADMIN_KEY: ADMIN_KEY, RATE_LIMIT_PER_MINUTE: '0', ...overrides });
+  for (const tenant of TENANTS) await writeMnistDataset(env.dataDir, 'digits', { train: trainCount, test: 20 }, tenant);
   const services = await createServices(env.config, pino({ level: 'silent' }));
-  services.deps.auth = new TenantMembers();
   const app = await buildApp({ config: env.config, deps: services.deps, logger: false });
   await app.ready();
+  for (const tenant of TENANTS) {
+    const key = await request(app.server).post('/v1/keys').set(as()).send({ tenant, role: 'member', name: 'fairness' });
+    expect(key.status).toBe(201);
+    memberKeys.set(tenant, key.body.key);
+  }
   return { env, services, app };
 }
 
@@ -62,16 +64,16 @@ async function tearDown(t: { env: TestEnv; services: Services; app: FastifyInsta
 }
 
 const submit = async (app: FastifyInstance, tenant: string, output: string, epochs = 1): Promise<string> => {
-  const res = await request(app.server).post('/v1/jobs').set('authorization', `Bearer ${tenant}`).send(tiny(output, epochs));
+  const res = await request(app.server).post('/v1/jobs').set(as(tenant)).send(tiny(output, epochs));
   expect(res.status).toBe(202);
   return res.body.id as string;
 };
-const job = async (app: FastifyInstance, id: string): Promise<JobView> => (await request(app.server).get(`/v1/jobs/${id}`)).body as JobView;
+const job = async (app: FastifyInstance, id: string): Promise<JobView> => (await request(app.server).get(`/v1/jobs/${id}`).set(as())).body as JobView;
 const ms = (iso: string | null) => (iso ? Date.parse(iso) : Infinity);
 
 /** A job's first start and its end, in ms of Redis's clock (the ids of its status events). */
 async function span(app: FastifyInstance, j: JobView): Promise<{ tenant: string; start: number; end: number }> {
-  const events = (await request(app.server).get(`/v1/jobs/${j.id}/events?limit=1000`)).body.data as { id: string; data: { status?: string } | null }[];
+  const events = (await request(app.server).get(`/v1/jobs/${j.id}/events?limit=1000`).set(as())).body.data as { id: string; data: { status?: string } | null }[];
   const at = (status: string) => Number(events.find((e) => e.data?.status === status)?.id.split('-')[0] ?? NaN);
   return { tenant: j.tenant, start: at('running'), end: at('succeeded') };
 }
@@ -108,7 +110,7 @@ describe('fair scheduling with one worker', () => {
     // A's running job, plus at most one more; and A's own jobs stayed in submission order.
     expect(aheadOfB.length).toBeLessThanOrEqual(2);
     expect(aheadOfB).toEqual(aheadOfB.map((_, i) => i));
-    for (const id of a) await request(t.app.server).post(`/v1/jobs/${id}/cancel`).set('authorization', 'Bearer tenant-a');
+    for (const id of a) await request(t.app.server).post(`/v1/jobs/${id}/cancel`).set(as('tenant-a'));
   }, 200_000);
 });
 

@@ -2,15 +2,15 @@ import { createReadStream } from 'node:fs';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { JobPlanSchema } from '../../spec/plan';
-import { outputOf, SubmittedSpecSchema } from '../../spec/schema';
+import { SubmittedSpecSchema } from '../../spec/schema';
 import type { FastifyReply } from 'fastify';
-import { ErrorBodySchema, JOB_STATUSES, JobSchema, TERMINAL_STATUSES, type Job } from '../../jobs/types';
+import { ErrorBodySchema, JOB_STATUSES, JobSchema, TERMINAL_STATUSES } from '../../jobs/types';
 import type { ApiLimits } from '../app';
 import { ErrorResponseSchema } from '../schemas/errors';
 import type { AppDeps } from '../services';
 import { EVENT_ID_PATTERN, type JobEvent } from '../../jobs/job-events';
 import { GraftError, ValidationError } from '../../errors';
-import { TENANT_PATTERN, type Principal } from '../../auth/principal';
+import { TENANT_PATTERN } from '../../auth/principal';
 import type { Viewer } from '../../jobs/job-service';
 
 export const DEFAULT_PAGE_SIZE = 20;
@@ -65,17 +65,14 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
     },
     async (request, reply) => {
       const key = request.headers['idempotency-key'];
-      const { tenant } = request.principal;
       if (key !== undefined) {
         if (typeof key !== 'string' || !new RegExp(IDEMPOTENCY_KEY_PATTERN).test(key)) {
           throw new ValidationError('invalid_idempotency_key', 'Idempotency-Key must be 1-255 printable ASCII characters.', null);
         }
-        const { job, replayed } = await deps.jobs.submitIdempotent(request.body, tenant, key, request.log);
-        if (!replayed) await auditCreate(deps, request.principal, job);
+        const { job, replayed } = await deps.jobs.submitIdempotent(request.body, request.principal, key, request.log);
         return reply.status(replayed ? 200 : 202).header('location', `${app.prefix}/jobs/${job.id}`).send(job);
       }
-      const job = await deps.jobs.submit(request.body, tenant, undefined, request.log);
-      await auditCreate(deps, request.principal, job);
+      const job = await deps.jobs.submit(request.body, request.principal, undefined, request.log);
       return reply.status(202).header('location', `${app.prefix}/jobs/${job.id}`).send(job);
     },
   );
@@ -314,8 +311,4 @@ function streamEvents(deps: AppDeps, id: string, viewer: Viewer, after: string, 
     openStreams.add(finish);
     void checkEnded();
   });
-}
-
-function auditCreate(deps: AppDeps, actor: Principal, job: Job): Promise<void> {
-  return deps.audit.record({ actor, action: 'job.create', target: { kind: 'job', tenant: job.tenant, id: job.id }, details: { type: job.type, output: outputOf(job.spec) || null } });
 }

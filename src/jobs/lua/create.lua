@@ -5,7 +5,8 @@
   accepted and a tenant can never exceed its quota, however many API processes submit at once.
   ARGV: 1 id, 2 type, 3 createdAt, 4 spec JSON, 5 record key prefix, 6 upload holder prefix,
         7 "queued" event data JSON, 8 tenant, 9 default maxActiveJobs (0 = unlimited),
-        10 highest BullMQ priority, 11 '0' for a job that writes no checkpoint (nothing reserved)
+        10 highest BullMQ priority, 11 '0' for a job that writes no checkpoint (nothing reserved),
+        12 audit stream key ('' = none), 13 its MINID, 14.. the audit entry's field/value pairs
   Returns {1, seq, priority}, {0, 'reserved', holder}, {0, 'quota', used, limit} or {0, 'exists'}.
 
   Fair scheduling (start-time fair queuing): the job's tag is max(clock, the tenant's last tag) + 1
@@ -50,4 +51,6 @@ redis.call('ZADD', KEYS[STATUS_INDEX.queued], seq, id)
 redis.call('ZADD', KEYS[K_TENANT_ALL], seq, id)
 redis.call('ZADD', KEYS[TENANT_STATUS_INDEX.queued], seq, id)
 append_event('info', 'message', 'Job queued.', ARGV[7])
+-- Who created it, in the same step: a job never exists without its audit entry.
+if ARGV[12] ~= '' then redis.call('XADD', ARGV[12], 'MINID', '~', ARGV[13], '*', unpack(ARGV, 14)) end
 return {1, seq, priority}
