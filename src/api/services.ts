@@ -299,7 +299,7 @@ export function preflightStorage(layout: DataLayout, checkpoints: CheckpointCata
       checkpointExists: async (name) => (await checkpointNames()).has(name),
       storageQuota: async () => {
         try {
-          await quota?.ensureRoom(tenant, 0);
+          await quota?.ensureRoom(tenant, 0, { recent: true });
           return null;
         } catch (err) {
           if (err instanceof GraftError) return err;

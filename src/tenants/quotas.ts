@@ -1,5 +1,14 @@
 import type { Redis } from 'ioredis';
+import { LRUCache } from 'lru-cache';
 import type { JobKeys } from '../jobs/keys';
+
+/**
+ * How long a job submission may reuse a tenant's overrides before reading them again (an admin's
+ * change reaches submissions on every process within this; uploads and reports always read them).
+ * Without it every POST /v1/jobs would add a Redis round trip.
+ */
+export const QUOTA_RECHECK_MS = 1000;
+const QUOTA_CACHE_TENANTS = 10_000;
 
 /**
  * A tenant's quotas: the config defaults, overridden field by field by what an admin stored with
@@ -21,15 +30,18 @@ export const QUOTA_FIELDS = ['maxStorageBytes', 'uploadsPerMinute', 'maxActiveJo
 export type QuotaField = (typeof QUOTA_FIELDS)[number];
 
 export class TenantQuotas {
+  private readonly recent = new LRUCache<string, Partial<QuotaValues>>({ max: QUOTA_CACHE_TENANTS, ttl: QUOTA_RECHECK_MS, fetchMethod: (tenant) => this.overrides(tenant) });
+
   constructor(
     private readonly redis: Redis,
     private readonly keys: Pick<JobKeys, 'tenantQuotas'>,
     private readonly defaults: Readonly<QuotaValues>,
   ) {}
 
-  /** The effective quotas of `tenant`. */
-  async get(tenant: string): Promise<QuotaValues> {
-    return { ...this.defaults, ...(await this.overrides(tenant)) };
+  /** The effective quotas of `tenant`; `recent`: overrides read up to QUOTA_RECHECK_MS ago will do. */
+  async get(tenant: string, opts: { recent?: boolean } = {}): Promise<QuotaValues> {
+    const overrides = opts.recent ? await this.recent.fetch(tenant) : undefined;
+    return { ...this.defaults, ...(overrides ?? (await this.overrides(tenant))) };
   }
 
   /** Only what an admin set for `tenant`. */
@@ -53,6 +65,7 @@ export class TenantQuotas {
       else if (v !== undefined) multi.hset(key, field, String(v));
     }
     await multi.exec();
+    this.recent.delete(tenant);
     return this.get(tenant);
   }
 }

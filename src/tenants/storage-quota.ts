@@ -16,12 +16,15 @@ export class StorageQuota {
     private readonly rate: UploadRate,
   ) {}
 
-  /** Throws 403 quota_exceeded if `tenant` storing `bytes` more would go over its storage quota. */
-  async ensureRoom(tenant: string, bytes: number): Promise<void> {
+  /**
+   * Throws 403 quota_exceeded if `tenant` storing `bytes` more would go over its storage quota.
+   * `recent`: a usage measured up to USAGE_RECHECK_MS ago will do (job submissions; uploads measure).
+   */
+  async ensureRoom(tenant: string, bytes: number, opts: { recent?: boolean } = {}): Promise<void> {
     if (tenant === PUBLIC_TENANT) return;
-    const { maxStorageBytes } = await this.quotas.get(tenant);
+    const { maxStorageBytes } = await this.quotas.get(tenant, opts);
     if (maxStorageBytes <= 0) return;
-    const used = (await this.usage.bytes(tenant)).total;
+    const used = (await this.usage.bytes(tenant, opts)).total;
     if (used + bytes > maxStorageBytes) throw storageQuotaExceeded(tenant, used, bytes, maxStorageBytes);
   }
 
