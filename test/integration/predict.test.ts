@@ -80,6 +80,31 @@ describe('predict with a trained checkpoint', () => {
     expect(files.body).toEqual(flat.body);
   });
 
+  it('a checkpoint trained with symmetric scaling is evaluated and predicted with it, unasked; the wrong scaling changes the outputs', async () => {
+    const base = classifierSpec('clf-sym', 1) as { dataset: Record<string, unknown> };
+    const job = await request(t.app.server).post('/v1/jobs').send({ ...base, dataset: { ...base.dataset, preprocess: { scaling: 'symmetric' } } });
+    expect(job.status).toBe(202);
+    const done = await waitForJobEnd(t.app.server, job.body.id, 180_000, () => worker.output().slice(-2000));
+    expect(done.status).toBe('succeeded');
+    expect((await request(t.app.server).get('/v1/checkpoints/clf-sym')).body.manifest.preprocess).toMatchObject({ scaling: 'symmetric' });
+    // An image file is scaled as the record says: the same numbers as the instance sent in [-1, 1].
+    const symmetric = (i: number) => instance(i).map((v) => v * 2 - 1);
+    const file = await request(t.app.server).post('/v1/checkpoints/clf-sym/predict').attach('image', await png(3), 'x.png');
+    const right = await predict('clf-sym', { instances: [symmetric(3)] });
+    const wrong = await predict('clf-sym', { instances: [instance(3)] });
+    expect(file.status).toBe(200);
+    expect(file.body.predictions[0].probability).toBeCloseTo(right.body.predictions[0].probability, 5);
+    expect(file.body.predictions[0].label).toBe(right.body.predictions[0].label);
+    expect(Math.abs(wrong.body.predictions[0].top[0].probability - right.body.predictions[0].top[0].probability) + (wrong.body.predictions[0].label === right.body.predictions[0].label ? 0 : 1)).toBeGreaterThan(1e-3);
+    // An evaluate job feeds the split the same way: it reproduces the training job's test metrics.
+    const evaluation = await request(t.app.server).post('/v1/jobs').send({ type: 'evaluate', source: { checkpoint: 'clf-sym' }, dataset: { name: 'digits', split: 'test' } });
+    expect(evaluation.status).toBe(202);
+    const evaluated = await waitForJobEnd(t.app.server, evaluation.body.id, 120_000, () => worker.output().slice(-2000));
+    expect(evaluated.status).toBe('succeeded');
+    expect(evaluated.result.metrics.test.accuracy).toBe(done.result.metrics.test.accuracy);
+    expect(evaluated.result.metrics.test.loss).toBeCloseTo(done.result.metrics.test.loss, 3);
+  }, 300_000);
+
   it('returns a layer\'s activations as an embedding', async () => {
     const res = await predict('clf', { instances: [instance(0), instance(1)], layer: 'enc_flatten' });
     expect(res.status).toBe(200);
