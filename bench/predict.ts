@@ -162,7 +162,7 @@ async function main(): Promise<void> {
 
   const port = await freePort();
   const server = spawn(process.execPath, [path.join(ROOT, 'dist', 'src', 'server.js')], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', GRAFT_AUTH: 'off', DATA_DIR: dataDir, REDIS_URL, QUEUE_NAME: queue, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', GRAFT_AUTH: 'off', RATE_LIMIT_PER_MINUTE: '0', DATA_DIR: dataDir, REDIS_URL, QUEUE_NAME: queue, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
