@@ -37,6 +37,7 @@ export const OPERATION_IDS: Record<string, string> = {
   'DELETE /v1/checkpoints/{name}': 'deleteCheckpoint',
   'GET /v1/checkpoints/{name}/archive': 'downloadCheckpointArchive',
   'POST /v1/checkpoints/{name}/predict': 'predictWithCheckpoint',
+  'POST /v1/checkpoints/public/{name}/predict': 'predictWithPublicCheckpoint',
   'GET /v1/datasets': 'listDatasets',
   'POST /v1/datasets': 'uploadDataset',
   'GET /v1/datasets/{name}': 'getDataset',

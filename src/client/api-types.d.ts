@@ -307,9 +307,29 @@ export interface paths {
         put?: never;
         /**
          * Predict with a checkpoint: class probabilities, outputs, or a layer's activations
-         * @description JSON `{instances, top?, layer?}`, or multipart/form-data with one or more image files (PNG, JPEG, WebP; fields `top` and `layer` optional) that are decoded and preprocessed exactly as the checkpoint's training data was (its manifest's `preprocess`: stretched to the input size, its channels, scaled to [0, 1]). Classifiers answer `predictions` with labels from the checkpoint's class names; other models, or a `layer`, answer `outputs`. Runs in an inference process, micro-batched with concurrent requests for the same checkpoint. Bad instances are 4xx naming `/instances/<i>`; too many instances or bytes 413; too many concurrent predictions 429 with Retry-After.
+         * @description JSON `{instances, top?, layer?}`; or the instances as bytes, `application/octet-stream` (little-endian float32 values, instances back to back) or `application/x-npy` (a NumPy .npy file, float32 or float64, shape (instances, ...input shape)), with `top` and `layer` in the query string; or multipart/form-data with one or more image files (PNG, JPEG, WebP; fields `top` and `layer` optional) that are decoded and preprocessed exactly as the checkpoint's training data was (its manifest's `preprocess`: stretched to the input size, its channels, scaled to [0, 1]). Classifiers answer `predictions` with labels from the checkpoint's class names; other models, or a `layer`, answer `outputs`. Runs in an inference process, micro-batched with concurrent requests for the same checkpoint. Bad instances are 4xx naming `/instances/<i>`; too many instances or bytes 413; too many concurrent predictions 429 with Retry-After.
          */
         post: operations["predictWithCheckpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/checkpoints/public/{name}/predict": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Predict with a public checkpoint (shared by an admin with every tenant)
+         * @description The same as `POST /v1/checkpoints/{name}/predict`, with the checkpoint `public/{name}`. JSON `{instances, top?, layer?}`; or the instances as bytes, `application/octet-stream` (little-endian float32 values, instances back to back) or `application/x-npy` (a NumPy .npy file, float32 or float64, shape (instances, ...input shape)), with `top` and `layer` in the query string; or multipart/form-data with one or more image files (PNG, JPEG, WebP; fields `top` and `layer` optional) that are decoded and preprocessed exactly as the checkpoint's training data was (its manifest's `preprocess`: stretched to the input size, its channels, scaled to [0, 1]). Classifiers answer `predictions` with labels from the checkpoint's class names; other models, or a `layer`, answer `outputs`. Runs in an inference process, micro-batched with concurrent requests for the same checkpoint. Bad instances are 4xx naming `/instances/<i>`; too many instances or bytes 413; too many concurrent predictions 429 with Retry-After.
+         */
+        post: operations["predictWithPublicCheckpoint"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2060,7 +2080,12 @@ export interface operations {
     };
     predictWithCheckpoint: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Classes listed per prediction, most probable first (default 5). */
+                top?: number;
+                /** @description Return this layer's activations (an embedding) instead of the model's output. */
+                layer?: string;
+            };
             header?: never;
             path: {
                 name: string;
@@ -2077,6 +2102,128 @@ export interface operations {
                     /** @description Return this layer's activations (an embedding) instead of the model's output. */
                     layer?: string;
                 };
+                "application/octet-stream": unknown;
+                "application/x-npy": unknown;
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        checkpoint: string;
+                        /** @description One per instance, in order. */
+                        predictions: {
+                            label: string;
+                            probability: number;
+                            top: {
+                                label: string;
+                                probability: number;
+                            }[];
+                        }[];
+                    } | {
+                        checkpoint: string;
+                        /** @description One per instance, in order: the output (or the layer's activations) flattened. */
+                        outputs: number[][];
+                        /** @description The shape of one instance's output before flattening. */
+                        shape: number[];
+                    };
+                };
+            };
+            /** @description Every error has this shape. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Every error has this shape. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    predictWithPublicCheckpoint: {
+        parameters: {
+            query?: {
+                /** @description Classes listed per prediction, most probable first (default 5). */
+                top?: number;
+                /** @description Return this layer's activations (an embedding) instead of the model's output. */
+                layer?: string;
+            };
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Each instance a nested [height][width][channels] array, or a flat array of that many numbers, in the scale the model was trained on ([0, 1] for images). */
+                    instances: unknown[][];
+                    /** @description Classes listed per prediction, most probable first (default 5). */
+                    top?: number;
+                    /** @description Return this layer's activations (an embedding) instead of the model's output. */
+                    layer?: string;
+                };
+                "application/octet-stream": unknown;
+                "application/x-npy": unknown;
             };
         };
         responses: {

@@ -1,12 +1,16 @@
-import type { Principal } from '../auth/principal';
+import { PUBLIC_TENANT, type Principal } from '../auth/principal';
 import type { CheckpointCatalog } from '../storage/checkpoints';
 
+/** Which namespace a prediction names its checkpoint in: the caller's tenant, or the shared one. */
+export type CheckpointNamespace = 'own' | 'public';
+
 /**
- * The one place prediction turns `{name}` into a checkpoint folder, for `principal`. Today every
- * checkpoint lives in one namespace; with tenants (issue 11) this is where the name is resolved
- * in the principal's tenant (or `public/`) and the checkpoint's access rules are applied.
- * Throws 404 checkpoint_not_found.
+ * The one place prediction turns `{name}` into a checkpoint folder, for `principal`: its own
+ * tenant's checkpoint, or the public one (anyone may predict with it). Another tenant's
+ * checkpoint cannot be named at all. The folder is not looked at here: the inference process
+ * stats its manifest on every request anyway and answers `checkpoint_not_found` with the
+ * catalog's very message, so a missing name and another tenant's look alike.
  */
-export async function locateCheckpoint(checkpoints: CheckpointCatalog, _principal: Principal, name: string): Promise<string> {
-  return checkpoints.folder(name);
+export function locateCheckpoint(checkpoints: CheckpointCatalog, principal: Principal, name: string, namespace: CheckpointNamespace = 'own'): string {
+  return checkpoints.forTenant(namespace === 'public' ? PUBLIC_TENANT : principal.tenant).folderOf(name);
 }

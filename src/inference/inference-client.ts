@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { GraftError, UnavailableError } from '../errors';
 import { InferenceProcess } from './inference-process';
 import type { InferenceSettings, InferenceStats, PredictOutput, PredictTask } from './protocol';
+import { RowCoalescer } from './row-coalescer';
 
 export interface InferenceClientOptions {
   /** INFERENCE_PROCESSES. */
@@ -41,6 +42,7 @@ function slotOf(key: string, slots: number): number {
  */
 export class InferenceClient {
   private readonly children: (InferenceProcess | null)[];
+  private readonly rows = new RowCoalescer(() => this.inFlight);
   private inFlight = 0;
   private closing: Promise<void> | null = null;
 
@@ -69,7 +71,9 @@ export class InferenceClient {
     }
     this.inFlight++;
     try {
-      return await this.childFor(task.dir).call<PredictOutput>({ op: 'predict', task });
+      const child = this.childFor(task.dir);
+      if (task.input.kind === 'rows') return await this.rows.predict(child, { ...task, input: task.input });
+      return await child.call<PredictOutput>({ op: 'predict', task });
     } finally {
       this.inFlight--;
     }

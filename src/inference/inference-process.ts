@@ -26,6 +26,9 @@ export class InferenceProcess {
   private readonly child: ChildProcess;
   private readonly waiting = new Map<number, Waiting>();
   private nextId = 1;
+  /** Requests of this turn of the event loop, sent together in the next check phase. */
+  private outbox: ToChild[] = [];
+  private flushing: NodeJS.Immediate | null = null;
   private exited: Promise<void>;
   dead = false;
 
@@ -36,7 +39,9 @@ export class InferenceProcess {
   ) {
     // 'advanced' serialization: typed arrays and buffers cross as bytes (structured clone).
     this.child = fork(file, [JSON.stringify(settings)], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.child.on('message', (msg: FromChild) => this.settle(msg));
+    this.child.on('message', (msgs: FromChild[]) => {
+      for (const msg of msgs) this.settle(msg);
+    });
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
         this.dead = true;
@@ -56,7 +61,11 @@ export class InferenceProcess {
     return this.child.pid;
   }
 
-  call<T>(request: Request, timeoutMs = this.opts.timeoutMs): Promise<T> {
+  /**
+   * One request to the child, sent with the others of this turn of the event loop; `now` sends
+   * at once (a caller that has already gathered a turn's work, see RowCoalescer).
+   */
+  call<T>(request: Request, { timeoutMs = this.opts.timeoutMs, now = false }: { timeoutMs?: number; now?: boolean } = {}): Promise<T> {
     if (this.dead) return Promise.reject(new UnavailableError('inference_unavailable', 'The inference process is restarting; retry in a moment.', RETRY_AFTER_SECONDS));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
@@ -67,14 +76,36 @@ export class InferenceProcess {
         this.child.kill('SIGKILL');
       }, timeoutMs);
       this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
-      this.child.send({ ...request, id } as ToChild, (err) => {
-        if (err) this.settle({ id, ok: false, error: { code: 'inference_unavailable', message: 'The inference process is restarting; retry in a moment.', param: null, statusCode: 503 } });
-      });
+      this.outbox.push({ ...request, id } as ToChild);
+      if (now) {
+        if (this.flushing) clearImmediate(this.flushing);
+        this.flush();
+      } else {
+        this.flushing ??= setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Sends this turn's requests as one message (see protocol.ts). */
+  private flush(): void {
+    const batch = this.outbox;
+    this.outbox = [];
+    this.flushing = null;
+    const failed = () => {
+      for (const { id } of batch) this.settle({ id, ok: false, error: { code: 'inference_unavailable', message: 'The inference process is restarting; retry in a moment.', param: null, statusCode: 503 } });
+    };
+    if (this.dead || !this.child.connected) return failed();
+    this.child.send(batch, (err) => {
+      if (err) failed();
     });
   }
 
   /** Idempotent: closes the channel (the child exits on disconnect), kills it if it lingers. */
   async close(): Promise<void> {
+    if (this.flushing) {
+      clearImmediate(this.flushing);
+      this.flush();
+    }
     if (!this.dead) {
       if (this.child.connected) this.child.disconnect();
       const kill = setTimeout(() => this.child.kill('SIGKILL'), EXIT_GRACE_MS);

@@ -1,6 +1,6 @@
-import type { Principal } from '../auth/principal';
+import { PUBLIC_TENANT, type Principal } from '../auth/principal';
 import type { CheckpointCatalog } from '../storage/checkpoints';
-import { locateCheckpoint } from './checkpoint-location';
+import { locateCheckpoint, type CheckpointNamespace } from './checkpoint-location';
 import type { EvictionBus } from './eviction-bus';
 import type { InferenceClient } from './inference-client';
 import type { InferenceStats, PredictInput, PredictOutput } from './protocol';
@@ -9,10 +9,10 @@ import type { InferenceStats, PredictInput, PredictOutput } from './protocol';
 export class PredictionService {
   constructor(private readonly deps: { checkpoints: CheckpointCatalog; client: InferenceClient; bus: EvictionBus }) {}
 
-  async predict(principal: Principal, name: string, input: PredictInput, opts: { top: number; layer?: string }): Promise<PredictOutput> {
-    const dir = await locateCheckpoint(this.deps.checkpoints, principal, name);
+  async predict(principal: Principal, name: string, input: PredictInput, opts: { top: number; layer?: string; namespace?: CheckpointNamespace }): Promise<PredictOutput> {
+    const dir = locateCheckpoint(this.deps.checkpoints, principal, name, opts.namespace);
     this.deps.bus.start();
-    return this.deps.client.predict({ dir, checkpoint: name, input, top: opts.top, layer: opts.layer });
+    return this.deps.client.predict({ dir, checkpoint: opts.namespace === 'public' ? `${PUBLIC_TENANT}/${name}` : name, input, top: opts.top, layer: opts.layer });
   }
 
   /** After a checkpoint folder was removed: every API process's children drop its model. */

@@ -7,11 +7,30 @@ import type { DatasetLimits } from '../storage/datasets';
  * processes (workers/inference/main.ts). Messages cross a child_process IPC channel with
  * `serialization: 'advanced'` (structured clone), so typed arrays and buffers travel as bytes,
  * not as JSON number lists; error classes do not survive, so a child answers a GraftError's
- * fields and the API rebuilds it.
+ * fields and the API rebuilds it. Each side sends an array of messages: everything one turn of its
+ * event loop produced goes as one IPC write (under load, 32 requests cost one write and one
+ * wake-up instead of 32).
  */
 
-/** What a prediction request carries: the JSON instances as parsed, or the bytes of image files. */
+/**
+ * Instances the API already packed as float32 (JSON arrays of finite numbers, or a binary body):
+ * `count` instances back to back (null: as many as the floats hold), each of shape `dims` as the
+ * request nested it (null: flat, e.g. a raw float32 body). The inference process checks them
+ * against the model's input. Requests of this kind for one model are coalesced by the API into
+ * one `rows` message per turn of its event loop.
+ */
+export interface RowsInput {
+  kind: 'rows';
+  x: Float32Array;
+  count: number | null;
+  dims: number[] | null;
+  /** With `count` null: the most instances the request may hold (PREDICT_MAX_INSTANCES; more is 413). */
+  maxCount?: number;
+}
+
+/** What a prediction request carries: packed rows, the JSON instances as parsed (anything the API could not pack), or the bytes of image files. */
 export type PredictInput =
+  | RowsInput
   | { kind: 'arrays'; instances: (unknown[] | Float32Array)[] }
   | { kind: 'images'; images: { filename: string; bytes: Uint8Array }[] };
 
@@ -67,8 +86,43 @@ export interface InferenceSettings {
   imageLimits: DatasetLimits;
 }
 
+/** One request's share of a `rows` message: `length` floats of the message's `x` from `offset`. */
+export interface RowsPart extends Omit<RowsInput, 'kind' | 'x'> {
+  offset: number;
+  length: number;
+}
+
+/** Several requests' packed instances for one model (and layer), predicted together. */
+export interface RowsTask {
+  dir: string;
+  checkpoint: string;
+  layer?: string;
+  x: Float32Array;
+  parts: RowsPart[];
+  /**
+   * Other predictions the API holds in flight besides these parts: concurrent clients exist, so
+   * the inference process waits its batching window for them even when it holds nothing else.
+   */
+  othersInFlight: number;
+}
+
+/**
+ * The answer to a `rows` message: the outputs of every accepted part, back to back in part order
+ * (`rowSize` floats per instance), and each part's instance count or its error. The API turns
+ * them into responses (classification with `labels`, or raw outputs).
+ */
+export interface RowsResult {
+  output: Float32Array;
+  rowSize: number;
+  shape: number[];
+  /** Class names when the model is a classifier and no `layer` was asked for. */
+  labels: string[] | null;
+  parts: ({ ok: true; count: number } | { ok: false; error: SerializedGraftError })[];
+}
+
 export type ToChild =
   | { id: number; op: 'predict'; task: PredictTask }
+  | { id: number; op: 'rows'; task: RowsTask }
   | { id: number; op: 'evict'; dir: string }
   | { id: number; op: 'stats' };
 

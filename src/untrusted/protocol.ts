@@ -67,11 +67,14 @@ export async function captureGraftError<T>(fn: () => Promise<T>): Promise<TaskOu
   try {
     return { ok: true, value: await fn() };
   } catch (err) {
-    if (err instanceof GraftError) {
-      return { ok: false, error: { code: err.code, message: err.message, param: err.param, statusCode: err.statusCode, details: err.details } };
-    }
+    if (err instanceof GraftError) return { ok: false, error: serializeGraftError(err) };
     throw err;
   }
+}
+
+/** A GraftError's fields, which survive structured clone (the class does not). */
+export function serializeGraftError(err: GraftError): SerializedGraftError {
+  return { code: err.code, message: err.message, param: err.param, statusCode: err.statusCode, details: err.details };
 }
 
 export function rebuildGraftError(e: SerializedGraftError): GraftError {

@@ -83,9 +83,9 @@ describe('tenant isolation matrix (real API keys)', () => {
     }
   };
 
-  const call = (operation: string, path: string, caller: Caller, body?: object) => {
+  const call = (operation: string, path: string, caller: Caller | 'admin', body?: object) => {
     const method = operation.split(' ')[0].toLowerCase() as Method;
-    const req = request(api.app.server)[method](path).set(auth(caller));
+    const req = request(api.app.server)[method](path).set(caller === 'admin' ? { authorization: `Bearer ${ADMIN_KEY}`, 'graft-tenant': TENANT } : auth(caller));
     return body ? req.send(body) : req;
   };
 
@@ -147,8 +147,10 @@ describe('tenant isolation matrix (real API keys)', () => {
         target: { path: `/v1/checkpoints/${SECRET_CHECKPOINT}/predict`, body: { instances: INSTANCE } },
         missing: { path: `/v1/checkpoints/${MISSING}/predict`, body: { instances: INSTANCE } },
         swap: [SECRET_CHECKPOINT, MISSING],
+        ownReads: true,
         readOnly: true,
       },
+      { operation: 'POST /v1/checkpoints/public/{name}/predict', target: null, readOnly: true },
       { operation: 'GET /v1/datasets', target: null, ownReads: true, readOnly: true },
       { operation: 'POST /v1/datasets', target: null, readOnly: false },
       { operation: 'GET /v1/datasets/{name}', ...named('/v1/datasets', SECRET_DATASET), ownReads: true, readOnly: true },
@@ -232,5 +234,24 @@ describe('tenant isolation matrix (real API keys)', () => {
       const res = await call(row.operation, pathOf(row), 'own', row.target?.body);
       expect({ operation: row.operation, status: res.status }).toEqual({ operation: row.operation, status: 200 });
     }
+  });
+
+  it('predictions resolve the name in the caller\'s tenant, and public checkpoints serve every tenant', async () => {
+    const body = { instances: INSTANCE };
+    // acme predicts with its own checkpoint; beta, asking for the same name, gets what a missing name gets.
+    const mine = await call('POST /v1/checkpoints/{name}/predict', `/v1/checkpoints/${SECRET_CHECKPOINT}/predict`, 'own', body);
+    expect(mine.status).toBe(200);
+    expect(mine.body.checkpoint).toBe(SECRET_CHECKPOINT);
+    // An admin shares it; then beta predicts with public/<name>, never with the bare name.
+    const published = await call('POST /v1/checkpoints/{name}/publish', `/v1/checkpoints/${SECRET_CHECKPOINT}/publish`, 'admin', { as: 'shared-model' });
+    expect(published.status).toBe(201);
+    const shared = await call('POST /v1/checkpoints/public/{name}/predict', '/v1/checkpoints/public/shared-model/predict', 'other', body);
+    expect(shared.status).toBe(200);
+    expect(shared.body.checkpoint).toBe('public/shared-model');
+    expect(shared.body.predictions[0].probability).toBeCloseTo(mine.body.predictions[0].probability, 6);
+    expect((await call('POST /v1/checkpoints/{name}/predict', '/v1/checkpoints/shared-model/predict', 'other', body)).status).toBe(404);
+    const gone = await call('POST /v1/checkpoints/public/{name}/predict', `/v1/checkpoints/public/${MISSING}/predict`, 'other', body);
+    expect(gone.status).toBe(404);
+    expect(gone.body.error.message).toContain(`public/${MISSING}`);
   });
 });

@@ -80,6 +80,34 @@ describe('predict with a trained checkpoint', () => {
     expect(files.body).toEqual(flat.body);
   });
 
+  it('takes instances as raw float32 bytes and as a .npy file, with the same numbers as JSON', async () => {
+    const flat = await predict('clf', { instances: [instance(0), instance(1)], top: 2 });
+    const floats = Buffer.from(test.images.slice(0, 2 * SIZE).buffer);
+    const raw = await request(t.app.server).post('/v1/checkpoints/clf/predict?top=2').set('content-type', 'application/octet-stream').send(floats);
+    expect(raw.status).toBe(200);
+    expect(raw.body).toEqual(flat.body);
+    // np.save(f, x.astype('<f8').reshape(2, 28, 28, 1)): version 1 header, float64 narrowed to float32.
+    const header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 28, 28, 1), }";
+    const padded = header.padEnd(64 * Math.ceil((10 + header.length + 1) / 64) - 10 - 1, ' ') + '\n';
+    const npy = Buffer.concat([Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]), Buffer.from(Uint16Array.of(padded.length).buffer), Buffer.from(padded, 'latin1'), Buffer.from(Float64Array.from(test.images.subarray(0, 2 * SIZE)).buffer)]);
+    const numpy = await request(t.app.server).post('/v1/checkpoints/clf/predict?top=2').set('content-type', 'application/x-npy').send(npy);
+    expect(numpy.status).toBe(200);
+    expect(numpy.body).toEqual(flat.body);
+    // Bytes that are not whole instances, and a dtype the model cannot take, are refused with what to send.
+    const ragged = await request(t.app.server).post('/v1/checkpoints/clf/predict').set('content-type', 'application/octet-stream').send(floats.subarray(0, SIZE * 4 + 8));
+    expect(ragged.status).toBe(422);
+    expect(ragged.body.error).toMatchObject({ code: 'instance_shape_mismatch', param: '/instances' });
+    const ints = Buffer.from(npy);
+    ints.write("'<i8'", 10 + header.indexOf("'<f8'"), 'latin1');
+    const wrongType = await request(t.app.server).post('/v1/checkpoints/clf/predict').set('content-type', 'application/x-npy').send(ints);
+    expect(wrongType.status).toBe(400);
+    expect(wrongType.body.error).toMatchObject({ code: 'invalid_body', param: '/instances' });
+    expect(wrongType.body.error.message).toContain("astype('<f4')");
+    const tooMany = await request(t.app.server).post('/v1/checkpoints/clf/predict').set('content-type', 'application/octet-stream').send(Buffer.alloc(251 * SIZE * 4));
+    expect(tooMany.status).toBe(413);
+    expect(tooMany.body.error).toMatchObject({ code: 'too_many_instances' });
+  });
+
   it('a checkpoint trained with symmetric scaling is evaluated and predicted with it, unasked; the wrong scaling changes the outputs', async () => {
     const base = classifierSpec('clf-sym', 1) as { dataset: Record<string, unknown> };
     const job = await request(t.app.server).post('/v1/jobs').send({ ...base, dataset: { ...base.dataset, preprocess: { scaling: 'symmetric' } } });

@@ -1,6 +1,7 @@
 import sharp from 'sharp';
-import { UnprocessableError, ValidationError } from '../../src/errors';
-import type { PredictInput } from '../../src/inference/protocol';
+import { GraftError, UnprocessableError, ValidationError } from '../../src/errors';
+import { rebuildGraftError, serializeGraftError } from '../../src/untrusted/protocol';
+import type { PredictInput, RowsPart, RowsResult } from '../../src/inference/protocol';
 import type { Preprocess } from '../../src/storage/checkpoints';
 import type { DatasetLimits } from '../../src/storage/datasets';
 import { decodeImage, ImageTooLargeError } from '../../src/storage/datasets/images';
@@ -21,6 +22,11 @@ const param = (i: number) => `/instances/${i}`;
  */
 export async function prepareInstances(input: PredictInput, inputShape: number[], preprocess: Preprocess, limits: DatasetLimits): Promise<{ x: Float32Array; count: number }> {
   const size = inputShape.reduce((a, b) => a * b, 1);
+  if (input.kind === 'rows') {
+    const checked = checkRows(input.x, input, inputShape);
+    if (!checked.ok) throw rebuildGraftError(checked.error);
+    return { x: input.x, count: checked.count };
+  }
   if (input.kind === 'arrays') {
     const x = new Float32Array(input.instances.length * size);
     input.instances.forEach((instance, i) => fillFromArray(instance, inputShape, x.subarray(i * size, (i + 1) * size), i));
@@ -33,6 +39,38 @@ export async function prepareInstances(input: PredictInput, inputShape: number[]
     scalePixels(pixels, preprocess, x.subarray(i * size, (i + 1) * size));
   }));
   return { x, count: input.images.length };
+}
+
+/**
+ * One request's packed instances against the model's input: as nested (`dims` equal to the input
+ * shape), flat (`dims` one number, the input's size), or raw (no dims: any whole number of
+ * instances); every value finite. The error names the first bad instance.
+ */
+export function checkRows(x: Float32Array, part: Pick<RowsPart, 'count' | 'dims' | 'maxCount'>, inputShape: number[]): RowsResult['parts'][number] {
+  const size = inputShape.reduce((a, b) => a * b, 1);
+  const expected = `${inputShape.join('×')} = ${size} numbers, nested ${inputShape.map((d) => `[${d}]`).join('')} or flat`;
+  const fail = (err: GraftError) => ({ ok: false as const, error: serializeGraftError(err) });
+  const count = part.count ?? x.length / size;
+  if (!Number.isInteger(count) || count < 1) {
+    return fail(new UnprocessableError('instance_shape_mismatch', `The body holds ${x.length} float32 values, not a whole number of instances of the model's input ${JSON.stringify(inputShape)} (${size} values each).`, '/instances'));
+  }
+  if (part.count === null && part.maxCount !== undefined && count > part.maxCount) {
+    return fail(new GraftError('too_many_instances', `A prediction request may hold at most ${part.maxCount} instances (PREDICT_MAX_INSTANCES); this one has ${count}. Split it.`, { param: '/instances', statusCode: 413, details: { limit: 'PREDICT_MAX_INSTANCES', max: part.maxCount } }));
+  }
+  const dims = part.dims;
+  if (dims && !(dims.length === 1 && dims[0] === size) && !(dims.length === inputShape.length && dims.every((d, k) => d === inputShape[k]))) {
+    return fail(new UnprocessableError('instance_shape_mismatch', `Instance 0 has shape ${JSON.stringify(dims)}; the model's input ${JSON.stringify(inputShape)} needs ${expected}.`, param(0)));
+  }
+  if (!dims && part.count !== null && x.length !== count * size) {
+    return fail(new UnprocessableError('instance_shape_mismatch', `Instance 0 has ${x.length / count} numbers; the model's input ${JSON.stringify(inputShape)} needs ${expected}.`, param(0)));
+  }
+  for (let k = 0; k < x.length; k++) {
+    if (!Number.isFinite(x[k])) {
+      const i = Math.floor(k / size);
+      return fail(new ValidationError('invalid_instance', `Instance ${i} holds ${x[k]} at ${param(i)}/${k - i * size}; every value must be a finite number.`, param(i)));
+    }
+  }
+  return { ok: true, count };
 }
 
 async function decodeUpload(bytes: Uint8Array, filename: string, inputShape: number[], preprocess: Preprocess, limits: DatasetLimits, i: number): Promise<Buffer> {

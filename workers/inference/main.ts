@@ -1,8 +1,10 @@
 import { GraftError } from '../../src/errors';
-import type { Classification, FromChild, InferenceSettings, InferenceStats, PredictOutput, PredictTask, ToChild } from '../../src/inference/protocol';
+import { serializeGraftError } from '../../src/untrusted/protocol';
+import { classify, rowsOf } from '../../src/inference/classify';
+import type { FromChild, InferenceSettings, InferenceStats, PredictOutput, PredictTask, RowsResult, RowsTask, ToChild } from '../../src/inference/protocol';
 import { initBackend } from '../engine/backend';
-import { prepareInstances } from './instances';
-import { MicroBatcher, type BatchOutput } from './micro-batcher';
+import { checkRows, prepareInstances } from './instances';
+import { MicroBatcher } from './micro-batcher';
 import { layerModel, ModelCache } from './model-cache';
 
 /**
@@ -28,37 +30,66 @@ async function predict(task: PredictTask): Promise<PredictOutput> {
     const predictor = layerModel(loaded, task.layer);
     const { x, count } = await prepareInstances(task.input, loaded.inputShape, loaded.preprocess, settings.imageLimits);
     const out = await batcher.predict(`${loaded.key}\0${task.layer ?? ''}`, predictor, loaded.inputShape, x, count);
-    if (loaded.labels && task.layer === undefined) return { checkpoint: task.checkpoint, predictions: classify(out, count, loaded.labels, task.top) };
-    return { checkpoint: task.checkpoint, outputs: Array.from({ length: count }, (_, i) => Array.from(out.data.subarray(i * out.rowSize, (i + 1) * out.rowSize))), shape: out.shape };
+    if (loaded.labels && task.layer === undefined) return { checkpoint: task.checkpoint, predictions: classify(out.data, out.rowSize, count, loaded.labels, task.top) };
+    return { checkpoint: task.checkpoint, outputs: rowsOf(out.data, out.rowSize, count), shape: out.shape };
   } finally {
     cache.release(loaded);
   }
 }
 
-/** Each row's most probable class and its `top` best classes, most probable first. */
-function classify(out: BatchOutput, count: number, labels: string[], top: number): Classification[] {
-  const k = Math.min(top, out.rowSize);
-  return Array.from({ length: count }, (_, i) => {
-    const row = out.data.subarray(i * out.rowSize, (i + 1) * out.rowSize);
-    const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a]).slice(0, Math.max(k, 1));
-    const best = { label: labels[order[0]] ?? String(order[0]), probability: row[order[0]] };
-    return { ...best, top: order.slice(0, k).map((c) => ({ label: labels[c] ?? String(c), probability: row[c] })) };
-  });
+/**
+ * Several requests' packed rows (coalesced by the API): each part is checked against the model's
+ * input on its own (a bad part fails alone, naming its instance), the good ones run as one
+ * batch, and the raw outputs go back for the API to shape into responses.
+ */
+async function predictRows(task: RowsTask): Promise<RowsResult> {
+  await backend;
+  const loaded = await cache.acquire(task.dir, task.checkpoint);
+  try {
+    const predictor = layerModel(loaded, task.layer);
+    const parts = task.parts.map((part) => checkRows(task.x.subarray(part.offset, part.offset + part.length), part, loaded.inputShape));
+    const accepted = task.parts.filter((_, i) => parts[i].ok);
+    const count = parts.reduce((n, p) => n + (p.ok ? p.count : 0), 0);
+    const x = accepted.length === task.parts.length ? task.x : gather(task.x, accepted);
+    const labels = task.layer === undefined ? loaded.labels : null;
+    if (count === 0) return { output: new Float32Array(0), rowSize: 0, shape: [], labels, parts };
+    const out = await batcher.predict(`${loaded.key}\0${task.layer ?? ''}`, predictor, loaded.inputShape, x, count, task.othersInFlight);
+    return { output: out.data, rowSize: out.rowSize, shape: out.shape, labels, parts };
+  } finally {
+    cache.release(loaded);
+  }
+}
+
+function gather(x: Float32Array, parts: { offset: number; length: number }[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(x.subarray(p.offset, p.offset + p.length), at);
+    at += p.length;
+  }
+  return out;
 }
 
 function stats(): InferenceStats {
   return { pid: process.pid, backend: backendName, ...batcher.stats, batchSizes: { ...batcher.stats.batchSizes }, models: cache.size, loads: cache.loads, evictions: cache.evictions };
 }
 
+/** Runs one prediction message, counted in `predicting` while it is held here. */
+async function counted<T>(run: () => Promise<T>): Promise<T> {
+  predicting++;
+  try {
+    return await run();
+  } finally {
+    predicting--;
+  }
+}
+
 async function handle(msg: ToChild): Promise<unknown> {
   switch (msg.op) {
     case 'predict':
-      predicting++;
-      try {
-        return await predict(msg.task);
-      } finally {
-        predicting--;
-      }
+      return counted(() => predict(msg.task));
+    case 'rows':
+      return counted(() => predictRows(msg.task));
     case 'evict':
       return cache.evictDir(msg.dir);
     case 'stats':
@@ -66,24 +97,38 @@ async function handle(msg: ToChild): Promise<unknown> {
   }
 }
 
+/** Answers of this turn of the event loop (a batch's requests settle together), sent as one message. */
+let outbox: FromChild[] = [];
+let flushing: NodeJS.Immediate | null = null;
+
 function reply(message: FromChild): void {
-  // The API may close the channel while a prediction runs; the answer then has nowhere to go.
-  if (process.connected) process.send!(message, undefined, undefined, () => undefined);
+  outbox.push(message);
+  flushing ??= setImmediate(() => {
+    const batch = outbox;
+    outbox = [];
+    flushing = null;
+    // The API may close the channel while a prediction runs; the answers then have nowhere to go.
+    if (process.connected) process.send!(batch, undefined, undefined, () => undefined);
+  });
 }
 
-process.on('message', (msg: ToChild) => {
+process.on('message', (msgs: ToChild[]) => {
+  for (const msg of msgs) answer(msg);
+});
+
+function answer(msg: ToChild): void {
   handle(msg).then(
     (value) => reply({ id: msg.id, ok: true, value }),
     (err: unknown) => {
       if (err instanceof GraftError) {
-        reply({ id: msg.id, ok: false, error: { code: err.code, message: err.message, param: err.param, statusCode: err.statusCode, details: err.details } });
+        reply({ id: msg.id, ok: false, error: serializeGraftError(err) });
       } else {
         process.stderr.write(`[inference ${process.pid}] ${(err as Error).stack ?? String(err)}\n`);
         reply({ id: msg.id, ok: false, error: { code: 'inference_failed', message: `Prediction failed in the inference process: ${(err as Error).message}`, param: null, statusCode: 500 } });
       }
     },
   );
-});
+}
 // The API went away (or closed us): nothing is left to answer.
 process.on('disconnect', () => process.exit(0));
 process.on('error', () => undefined); // EPIPE on a channel closing under a reply: the disconnect handler exits

@@ -37,7 +37,7 @@ export interface BatchStats {
  * under concurrency the per-call overhead (kernel dispatch, IPC wake-ups) is paid once per batch
  * instead of once per image, so throughput approaches a bare batched predict. A full batch runs
  * at once, and requests that arrived while a batch ran go next without waiting another window
- * (they already waited). One process, one event loop: batches of different models never overlap.
+ * (they already waited), one batch per turn of the event loop. One process, one event loop: batches of different models never overlap.
  */
 export class MicroBatcher {
   private readonly queues = new Map<string, Queue>();
@@ -51,8 +51,12 @@ export class MicroBatcher {
    */
   constructor(private readonly opts: { windowMs: number; maxBatch: number; othersInFlight?: () => number }) {}
 
-  /** Predicts `count` instances (`x` = count × inputShape floats) with `predictor`, batched with other callers of `queueKey`. */
-  predict(queueKey: string, predictor: tf.LayersModel, inputShape: number[], x: Float32Array, count: number): Promise<BatchOutput> {
+  /**
+   * Predicts `count` instances (`x` = count × inputShape floats) with `predictor`, batched with
+   * other callers of `queueKey`. `othersElsewhere`: requests the caller knows are coming that this
+   * process does not hold yet (the API's in-flight count), which make the window worth waiting.
+   */
+  predict(queueKey: string, predictor: tf.LayersModel, inputShape: number[], x: Float32Array, count: number, othersElsewhere = 0): Promise<BatchOutput> {
     let queue = this.queues.get(queueKey);
     if (!queue || queue.predictor !== predictor) {
       if (queue) this.flush(queueKey, queue); // a model re-loaded under the same key: finish the old queue first
@@ -66,7 +70,7 @@ export class MicroBatcher {
       if (q.queued >= this.opts.maxBatch) {
         this.flush(queueKey, q);
       } else if (!q.timer && !q.immediate) {
-        if (this.opts.windowMs > 0 && (this.opts.othersInFlight?.() ?? 1) > 0) q.timer = setTimeout(() => this.flush(queueKey, q), this.opts.windowMs);
+        if (this.opts.windowMs > 0 && Math.max(othersElsewhere, this.opts.othersInFlight?.() ?? 1) > 0) q.timer = setTimeout(() => this.flush(queueKey, q), this.opts.windowMs);
         else q.immediate = setImmediate(() => this.flush(queueKey, q));
       }
     });
@@ -77,26 +81,27 @@ export class MicroBatcher {
     if (q.immediate) clearImmediate(q.immediate);
     q.timer = null;
     q.immediate = null;
-    while (q.pending.length > 0) {
-      // Whole requests up to maxBatch instances (at least one request, however large).
-      const batch: Pending[] = [];
-      let size = 0;
-      while (q.pending.length > 0 && (batch.length === 0 || size + q.pending[0].count <= this.opts.maxBatch)) {
-        const next = q.pending.shift()!;
-        batch.push(next);
-        size += next.count;
-      }
-      q.queued -= size;
-      if (q.queued < this.opts.maxBatch && q.pending.length > 0) {
-        // What is left is a partial batch that has already waited: it goes in the next turn of
-        // the loop, after messages that arrived meanwhile have joined it.
-        this.runBatch(q, batch, size);
-        q.immediate = setImmediate(() => this.flush(queueKey, q));
-        return;
-      }
-      this.runBatch(q, batch, size);
+    // Whole requests up to maxBatch instances (at least one request, however large).
+    const batch: Pending[] = [];
+    let size = 0;
+    while (q.pending.length > 0 && (batch.length === 0 || size + q.pending[0].count <= this.opts.maxBatch)) {
+      const next = q.pending.shift()!;
+      batch.push(next);
+      size += next.count;
     }
-    if (this.queues.get(queueKey) === q) this.queues.delete(queueKey);
+    q.queued -= size;
+    if (batch.length > 0) this.runBatch(q, batch, size);
+    if (q.pending.length === 0) {
+      if (this.queues.get(queueKey) === q) this.queues.delete(queueKey);
+      return;
+    }
+    // One batch per turn of the event loop: this batch's answers (settled in microtasks, sent by
+    // the host in its own setImmediate) leave before the next batch computes, so the API writes
+    // responses while this process computes instead of both waiting on each other; and requests
+    // that arrive meanwhile join the rest, which has already waited. Hence two hops.
+    q.immediate = setImmediate(() => {
+      q.immediate = setImmediate(() => this.flush(queueKey, q));
+    });
   }
 
   private runBatch(q: Queue, batch: Pending[], size: number): void {

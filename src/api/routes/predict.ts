@@ -2,7 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { GraftError, ValidationError } from '../../errors';
-import type { PredictInput } from '../../inference/protocol';
+import type { PredictInput, RowsInput } from '../../inference/protocol';
+import { NPY_TYPE, RAW_FLOAT32_TYPE, rowsFromFloat32, rowsFromNpy } from '../binary-instances';
 import { LAYER_NAME_PATTERN } from '../../spec/schema';
 import { NameParams } from '../schemas/common';
 import { errorResponses } from '../schemas/errors';
@@ -26,6 +27,12 @@ export const PredictJsonSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** `top` and `layer` for a binary body (JSON bodies may carry them in the body instead). */
+const PredictQuery = Type.Object({ top: Type.Optional(Top), layer: Type.Optional(Layer) }, { additionalProperties: false });
+
+/** Documents a binary body in OpenAPI without a schema the validator would apply to a Buffer. */
+const binaryBody = (description: string) => ({ schema: Type.Unsafe<Buffer>({ description, format: 'binary' }) });
+
 const LabelProbability = Type.Object({ label: Type.String(), probability: Type.Number() });
 export const PredictResponseSchema = Type.Union([
   Type.Object(
@@ -48,6 +55,8 @@ export const PredictResponseSchema = Type.Union([
 /** POST /v1/checkpoints/{name}/predict: JSON arrays or multipart image files, answered by an inference process. */
 export const predictRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: { maxInstances: number; maxBytes: number } }> = async (app, { deps, limits }) => {
   const { maxInstances, maxBytes } = limits;
+  // Binary instances (binary-instances.ts), as bytes: parsed in the handler, bounded by bodyLimit.
+  app.addContentTypeParser([RAW_FLOAT32_TYPE, NPY_TYPE], { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   const tooMany = (count: number) =>
     new GraftError('too_many_instances', `A prediction request may hold at most ${maxInstances} instances (PREDICT_MAX_INSTANCES); this one has ${count}. Split it.`, {
@@ -56,52 +65,94 @@ export const predictRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: {
       details: { limit: 'PREDICT_MAX_INSTANCES', max: maxInstances },
     });
 
-  app.post(
-    '/checkpoints/:name/predict',
-    {
-      bodyLimit: maxBytes,
-      // Read-only keys may predict: it changes nothing (the access check is the auth plugin's).
-      config: { access: 'read' },
-      schema: {
-        tags: ['checkpoints'],
-        summary: 'Predict with a checkpoint: class probabilities, outputs, or a layer\'s activations',
-        description:
-          'JSON `{instances, top?, layer?}`, or multipart/form-data with one or more image files (PNG, JPEG, WebP; fields `top` and `layer` optional) that are decoded and preprocessed exactly as the checkpoint\'s training data was (its manifest\'s `preprocess`: stretched to the input size, its channels, scaled to [0, 1]). Classifiers answer `predictions` with labels from the checkpoint\'s class names; other models, or a `layer`, answer `outputs`. Runs in an inference process, micro-batched with concurrent requests for the same checkpoint. Bad instances are 4xx naming `/instances/<i>`; too many instances or bytes 413; too many concurrent predictions 429 with Retry-After.',
-        params: NameParams,
-        consumes: ['application/json', 'multipart/form-data'],
-        body: { content: { 'application/json': { schema: PredictJsonSchema } } },
-        response: { 200: PredictResponseSchema, ...errorResponses(400, 404, 413, 415, 422, 429, 503) },
+  // The caller's own checkpoints, and the shared ones (`public/<name>` in a spec).
+  for (const namespace of ['own', 'public'] as const) {
+    const prefix = namespace === 'own' ? '/checkpoints' : '/checkpoints/public';
+    app.post(
+      `${prefix}/:name/predict`,
+      {
+        bodyLimit: maxBytes,
+        // Read-only keys may predict: it changes nothing (the access check is the auth plugin's).
+        config: { access: 'read' },
+        schema: {
+          tags: ['checkpoints'],
+          summary: namespace === 'own' ? "Predict with a checkpoint: class probabilities, outputs, or a layer's activations" : 'Predict with a public checkpoint (shared by an admin with every tenant)',
+          description:
+            (namespace === 'public' ? 'The same as `POST /v1/checkpoints/{name}/predict`, with the checkpoint `public/{name}`. ' : '') +
+            'JSON `{instances, top?, layer?}`; or the instances as bytes, `application/octet-stream` (little-endian float32 values, instances back to back) or `application/x-npy` (a NumPy .npy file, float32 or float64, shape (instances, ...input shape)), with `top` and `layer` in the query string; or multipart/form-data with one or more image files (PNG, JPEG, WebP; fields `top` and `layer` optional) that are decoded and preprocessed exactly as the checkpoint\'s training data was (its manifest\'s `preprocess`: stretched to the input size, its channels, scaled to [0, 1]). Classifiers answer `predictions` with labels from the checkpoint\'s class names; other models, or a `layer`, answer `outputs`. Runs in an inference process, micro-batched with concurrent requests for the same checkpoint. Bad instances are 4xx naming `/instances/<i>`; too many instances or bytes 413; too many concurrent predictions 429 with Retry-After.',
+          params: NameParams,
+          querystring: PredictQuery,
+          consumes: ['application/json', RAW_FLOAT32_TYPE, NPY_TYPE, 'multipart/form-data'],
+          body: {
+            content: {
+              'application/json': { schema: PredictJsonSchema },
+              [RAW_FLOAT32_TYPE]: binaryBody('Little-endian float32 values, instances back to back, in the scale the model was trained on.'),
+              [NPY_TYPE]: binaryBody('A NumPy .npy file (np.save) of dtype <f4 or <f8, C order, shape (instances, ...input shape) or (instances, input size).'),
+            },
+          },
+          response: { 200: PredictResponseSchema, ...errorResponses(400, 404, 413, 415, 422, 429, 503) },
+        },
       },
-    },
-    async (request) => {
-      const { input, top, layer } = request.isMultipart() ? await readImages(request, maxInstances, maxBytes, tooMany) : readJson(request.body as JsonBody, maxInstances, tooMany);
-      return deps.predictions.predict(request.principal, request.params.name, input, { top: top ?? DEFAULT_TOP, layer });
-    },
-  );
+      async (request) => {
+        const { input, top, layer } = await readInstances(request, request.query, maxInstances, maxBytes, tooMany);
+        return deps.predictions.predict(request.principal, request.params.name, input, { top: top ?? DEFAULT_TOP, layer, namespace });
+      },
+    );
+  }
 };
 
 type JsonBody = { instances: unknown[][]; top?: number; layer?: string };
+type Options = { top?: number; layer?: string };
+type Parsed = { input: PredictInput } & Options;
 
-function readJson(body: JsonBody, maxInstances: number, tooMany: (n: number) => GraftError) {
+/** The request's instances in whichever form it sent them (JSON, raw float32, .npy, image files). */
+async function readInstances(request: FastifyRequest, query: Options, maxInstances: number, maxBytes: number, tooMany: (n: number) => GraftError): Promise<Parsed> {
+  if (request.isMultipart()) {
+    const images = await readImages(request, maxInstances, maxBytes, tooMany);
+    return { ...images, top: images.top ?? query.top, layer: images.layer ?? query.layer };
+  }
+  const type = request.headers['content-type']?.split(';')[0].trim().toLowerCase();
+  if (type === RAW_FLOAT32_TYPE) return { input: rowsFromFloat32(request.body as Buffer, maxInstances), ...query };
+  if (type === NPY_TYPE) {
+    const input = rowsFromNpy(request.body as Buffer);
+    if (input.count! > maxInstances) throw tooMany(input.count!);
+    return { input, ...query };
+  }
+  const body = request.body as JsonBody;
   if (body.instances.length > maxInstances) throw tooMany(body.instances.length);
-  return { input: { kind: 'arrays', instances: body.instances.map(packed) } satisfies PredictInput, top: body.top, layer: body.layer };
+  return { input: packInstances(body.instances) ?? { kind: 'arrays', instances: body.instances }, top: body.top ?? query.top, layer: body.layer ?? query.layer };
 }
 
 /**
- * A flat instance of finite numbers as a Float32Array: it crosses to the inference process as
- * bytes instead of a structured clone of a JS array (the same float32 rounding the model input
- * gets). Anything else goes as it is, and the inference process names what is wrong with it.
+ * JSON instances of finite numbers, all nested alike (flat, or rectangular [h][w][c]), as one
+ * float32 block: it crosses to the inference process as bytes, coalesced with other requests
+ * (RowCoalescer), with the same float32 rounding the model input gets. Anything else (ragged,
+ * mixed, a string, a non-finite number) is null: it goes as parsed, and the inference process
+ * names exactly what is wrong with it.
  */
-function packed(instance: unknown[]): unknown[] | Float32Array {
-  for (let k = 0; k < instance.length; k++) {
-    const v = instance[k];
-    if (typeof v !== 'number' || !Number.isFinite(v)) return instance;
-  }
-  return Float32Array.from(instance as number[]);
+export function packInstances(instances: unknown[][]): RowsInput | null {
+  const dims: number[] = [];
+  for (let v: unknown = instances[0]; Array.isArray(v); v = v[0]) dims.push(v.length);
+  const size = dims.reduce((a, b) => a * b, 1);
+  if (dims.length === 0 || size === 0) return null;
+  const x = new Float32Array(instances.length * size);
+  let at = 0;
+  const fill = (value: unknown, depth: number): boolean => {
+    if (depth === dims.length) {
+      if (typeof value !== 'number' || !Number.isFinite(value)) return false;
+      x[at++] = value;
+      return true;
+    }
+    if (!Array.isArray(value) || value.length !== dims[depth]) return false;
+    for (let k = 0; k < value.length; k++) if (!fill(value[k], depth + 1)) return false;
+    return true;
+  };
+  for (const instance of instances) if (!fill(instance, 0)) return null;
+  return { kind: 'rows', x, count: instances.length, dims };
 }
 
 /** The image parts of a multipart request, as bytes (decoded in the inference process, never here). */
-async function readImages(request: FastifyRequest, maxInstances: number, maxBytes: number, tooMany: (n: number) => GraftError) {
+async function readImages(request: FastifyRequest, maxInstances: number, maxBytes: number, tooMany: (n: number) => GraftError): Promise<Parsed> {
   const images: { filename: string; bytes: Uint8Array }[] = [];
   let bytes = 0;
   let top: number | undefined;

@@ -108,6 +108,15 @@ export class CheckpointCatalog {
     return this.layout.checkpointDir(name);
   }
 
+  /**
+   * Where checkpoint `name` lives or would live, without looking (a hot path: prediction asks
+   * its inference process, which reads the folder anyway and answers `checkpointNotFound`).
+   */
+  folderOf(name: string): string {
+    if (!isValidName(name)) throw notFound(name);
+    return this.layout.checkpointDir(name);
+  }
+
   /** A checkpoint whose metadata cannot be read is still listed (its name is taken), with nulls. */
   private async summary(name: string): Promise<CheckpointSummary | null> {
     const dir = this.layout.checkpointDir(name);
