@@ -23,6 +23,24 @@ export interface PoolGauges {
   register(pool: string, usage: () => PoolUsage): void;
 }
 
+/** What this API process's predictions look like on a scrape (its inference processes summed). */
+export interface InferenceUsage {
+  /** Prediction requests being answered now. */
+  inFlight: number;
+  /** Inference processes running. */
+  processes: number;
+  /** Since each process started: model.predict calls, instances predicted, checkpoints loaded, models dropped. */
+  batches: number;
+  instances: number;
+  loads: number;
+  evictions: number;
+  /** Models loaded now. */
+  models: number;
+}
+
+/** How long one scrape's reading of the inference processes is reused by the other series of that scrape. */
+const INFERENCE_READ_MS = 250;
+
 export interface ApiMetricsOptions {
   /** Queue depth by BullMQ state; read on each scrape (queue depth is a cluster fact, so the API reports it once, not every worker). */
   queueCounts?: () => Promise<Partial<Record<QueueState, number>>>;
@@ -37,6 +55,8 @@ export interface ApiMetricsOptions {
 export class ApiMetrics implements PoolGauges {
   readonly registry = new Registry();
   private readonly pools = new Map<string, () => PoolUsage>();
+  private inference: (() => Promise<InferenceUsage>) | null = null;
+  private inferenceRead: { at: number; usage: Promise<InferenceUsage | null> } | null = null;
   readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
   readonly inFlight: Gauge;
   readonly sseStreams: Gauge;
@@ -83,6 +103,27 @@ export class ApiMetrics implements PoolGauges {
         }
       },
     });
+    // Predictions: pulled from the inference processes on a scrape (one IPC round trip, shared by
+    // the series below); counters restart with a process, which Prometheus reads as a reset.
+    const inferenceSeries: [string, string, keyof InferenceUsage, 'gauge' | 'counter'][] = [
+      ['graft_inference_predictions_in_flight', 'Prediction requests this API process is answering now.', 'inFlight', 'gauge'],
+      ['graft_inference_processes', 'Inference processes this API process runs.', 'processes', 'gauge'],
+      ['graft_inference_models_loaded', 'Models held in the inference processes\' caches.', 'models', 'gauge'],
+      ['graft_inference_batches_total', 'model.predict calls (a batch of micro-batched requests); instances_total / batches_total is the mean batch size.', 'batches', 'counter'],
+      ['graft_inference_instances_total', 'Instances predicted.', 'instances', 'counter'],
+      ['graft_inference_model_loads_total', 'Checkpoints loaded from the volume (model cache misses).', 'loads', 'counter'],
+      ['graft_inference_model_evictions_total', 'Models dropped from a cache (least recently used, or the checkpoint was deleted).', 'evictions', 'counter'],
+    ];
+    const readInference = () => this.readInference();
+    for (const [name, help, field, kind] of inferenceSeries) {
+      const collect = async function (this: Gauge | Counter) {
+        const usage = await readInference();
+        this.reset();
+        if (usage) (this as Gauge).inc(usage[field]);
+      };
+      if (kind === 'gauge') new Gauge({ name, help, registers, collect });
+      else new Counter({ name, help, registers, collect });
+    }
     const queueCounts = opts.queueCounts;
     if (queueCounts) {
       new Gauge({
@@ -100,6 +141,20 @@ export class ApiMetrics implements PoolGauges {
 
   register(pool: string, usage: () => PoolUsage): void {
     this.pools.set(pool, usage);
+  }
+
+  /** Where the inference series read from (set once the prediction service exists). */
+  observeInference(usage: () => Promise<InferenceUsage>): void {
+    this.inference = usage;
+  }
+
+  private readInference(): Promise<InferenceUsage | null> {
+    const now = Date.now();
+    if (!this.inference) return Promise.resolve(null);
+    if (!this.inferenceRead || now - this.inferenceRead.at > INFERENCE_READ_MS) {
+      this.inferenceRead = { at: now, usage: this.inference().catch(() => null) };
+    }
+    return this.inferenceRead.usage;
   }
 
   /** The Prometheus text exposition of everything above. */

@@ -165,6 +165,11 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
     logger,
   });
   const predictions = new PredictionService({ checkpoints, client: inference, bus: evictions });
+  metrics.observeInference(async () => {
+    const children = await predictions.stats();
+    const sum = (field: 'batches' | 'instances' | 'loads' | 'evictions' | 'models') => children.reduce((n, c) => n + c[field], 0);
+    return { inFlight: predictions.busy, processes: children.length, batches: sum('batches'), instances: sum('instances'), loads: sum('loads'), evictions: sum('evictions'), models: sum('models') };
+  });
   metrics.register('inference', () => ({ busy: inference.busy, queued: 0, capacity: config.INFERENCE_MAX_CONCURRENT }));
 
   let closing: Promise<void> | null = null;

@@ -181,6 +181,14 @@ describe('predict with a trained checkpoint', () => {
     expect(after.batches - before.batches).toBeLessThan(8);
     const grew = Object.keys(after.batchSizes).filter((size) => Number(size) > 1 && after.batchSizes[size] > (before.batchSizes[size] ?? 0));
     expect(grew.length).toBeGreaterThan(0);
+    // The same counters on /metrics, for whoever watches the service.
+    const scrape = (await request(t.app.server).get('/metrics')).text;
+    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(scrape)?.[1]);
+    expect(value('graft_inference_instances_total')).toBe(after.instances);
+    expect(value('graft_inference_batches_total')).toBe(after.batches);
+    expect(value('graft_inference_processes')).toBe(1);
+    expect(value('graft_inference_models_loaded')).toBe(after.models);
+    expect(value('graft_inference_predictions_in_flight')).toBe(0);
   });
 
   const runJob = async (spec: object) => {
