@@ -185,6 +185,8 @@ describe('hostile battery against the API as deployed, while a job trains', () =
     const sorted = [...probes].sort((a, b) => a - b);
     const p99 = sorted[Math.floor(sorted.length * 0.99)];
     console.log(`hostile battery: ${outcomes.length} requests, ${IN_FLIGHT} in flight; /healthz ${probes.length} probes p50 ${sorted[Math.floor(sorted.length / 2)].toFixed(1)} ms p99 ${p99.toFixed(1)} ms max ${sorted[sorted.length - 1].toFixed(1)} ms; API RSS max ${(Math.max(...rss) / 1024 ** 2).toFixed(0)} MB\n${report}`);
+    // A 5xx is a bug: show what the API logged about it.
+    if (outcomes.some((o) => o.status >= 500)) console.log(`API errors:\n${api.output().split('\n').filter((l) => /"level":(50|60)/.test(l)).slice(0, 10).join('\n')}`);
     expect(probeFailures).toEqual([]);
     expect(outcomes.length).toBeGreaterThanOrEqual(battery.length * ROUNDS);
     for (const o of outcomes) {
