@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { freePort, waitForHttp } from './servers';
+import { freePort, median, stopProcess, waitForHttp } from './servers';
 import * as tf from '@tensorflow/tfjs';
 import { Redis } from 'ioredis';
 import { writeMnistIdx } from '../scripts/mnist-idx';
@@ -53,21 +53,13 @@ async function alternate(route: string, bare: () => Promise<autocannon.Result>, 
   const rounds: Row['rounds'] = [];
   for (let r = 0; r < ROUNDS; r++) rounds.push({ bare: await bare(), graft: await graft() });
   const ratio = (round: Row['rounds'][number]) => round.graft.requests.average / round.bare.requests.average;
-  const sorted = [...rounds].sort((a, b) => ratio(a) - ratio(b));
-  const mid = sorted[Math.floor((sorted.length - 1) / 2)];
+  const middle = median(rounds.map(ratio));
+  const mid = rounds.find((round) => ratio(round) === middle)!;
   return { route, graft: mid.graft, bare: mid.bare, rounds };
 }
 
 function start(script: string, env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, [path.join(ROOT, 'dist', script)], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
-  if (child.exitCode === null) child.kill('SIGKILL');
 }
 
 function run(opts: autocannon.Options): Promise<autocannon.Result> {
@@ -161,7 +153,7 @@ async function main(): Promise<void> {
       ),
     );
   } finally {
-    await Promise.all([stop(graft), stop(bare)]);
+    await Promise.all([stopProcess(graft), stopProcess(bare)]);
     await Promise.all([cleanQueue(graftQueue), cleanQueue(bareQueue)]);
     await fs.rm(dataDir, { recursive: true, force: true });
   }

@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { freePort, waitForHttp } from './servers';
+import { freePort, median, stopProcess, waitForHttp } from './servers';
 import * as tf from '@tensorflow/tfjs';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
@@ -40,14 +40,6 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ROOT = path.resolve(__dirname, '..', '..');
 const TARGETS = { p50Ms: 5, p99Ms: 25, throughputRatio: 0.5, healthP99Ms: 100 };
 const MOBILENET_SIZE = 224;
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
-  if (child.exitCode === null) child.kill('SIGKILL');
-}
 
 function run(opts: autocannon.Options): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => {
@@ -102,7 +94,6 @@ interface Row {
   rounds?: { bare: number; result: autocannon.Result; health?: autocannon.Result }[];
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
 
 async function cleanQueue(queueName: string): Promise<void> {
   const redis = new Redis(REDIS_URL);
@@ -189,7 +180,7 @@ async function main(): Promise<void> {
     await measure('MobileNet v1, PNG 320×240 → 224×224×3', '/v1/checkpoints/mobilenet/predict', asFile(photoFile), 1);
     await measure('MobileNet v1, PNG 320×240 → 224×224×3', '/v1/checkpoints/mobilenet/predict', asFile(photoFile), 8, true);
   } finally {
-    await stop(server);
+    await stopProcess(server);
     digits.dispose();
     await cleanQueue(queue);
     await fs.rm(dataDir, { recursive: true, force: true });
