@@ -1,11 +1,9 @@
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { GraftError } from '../errors';
 import type { JobPlan } from '../spec/plan';
 import type { DatasetInfo } from '../spec/preflight';
 import type { JobSpec } from '../spec/schema';
 import type { DataLayout } from '../storage/layout';
-import { stableStringify } from '../jobs/job-service';
 import { FileMemo } from './file-memo';
 
 /**
@@ -82,9 +80,12 @@ export class PlanCache {
       if (source === 'absent') return null;
     }
     // Only what shapes the network and its plan: a sweep over seeds, epochs or learning rates
-    // (and every output name) shares one plan.
+    // (and every output name) shares one plan. The key is the JSON itself (a few hundred bytes,
+    // bounded by the spec's size limit, PLAN_CACHE_ENTRIES of them): hashing it or ordering its
+    // keys cost more per submission than they save. A client that orders a spec's keys otherwise
+    // only gets its own entry.
     const network = { type: spec.type, source: spec.source ?? null, freeze: spec.freeze ?? null, model: spec.model ?? null, lrMultipliers: spec.training?.lrMultipliers ?? null };
-    return createHash('sha256').update(stableStringify({ tenant, network, dataset: { name: spec.dataset.name, inputShape: dataset.inputShape, numClasses: dataset.numClasses }, source })).digest('hex');
+    return JSON.stringify({ tenant, network, dataset: { name: spec.dataset.name, inputShape: dataset.inputShape, numClasses: dataset.numClasses }, source });
   }
 }
 

@@ -1,4 +1,5 @@
-import { Job, Queue, type ConnectionOptions, type JobState } from 'bullmq';
+import { Job, Queue, type ConnectionOptions, type JobsOptions, type JobState } from 'bullmq';
+import { captureBullInsert, type BullInsert } from './bull-insert';
 
 /** Name of the BullMQ job that trains one graft job (the BullMQ job id is graft's job id). */
 export const TRAIN_JOB_NAME = 'train';
@@ -32,19 +33,27 @@ export class JobQueue {
    * ones. BullMQ keeps it across retries, hand-backs and delays, so a requeued job keeps its place.
    */
   async enqueue(jobId: string, priority: number): Promise<void> {
-    await this.queue.add(
-      TRAIN_JOB_NAME,
-      { jobId },
-      {
-        jobId,
-        priority,
-        attempts: this.opts.attempts,
-        backoff: { type: 'exponential', delay: this.opts.backoffMs },
-        // graft keeps its own records; BullMQ's entries are only a work log.
-        removeOnComplete: { age: 3600, count: 1000 },
-        removeOnFail: { age: 24 * 3600, count: 5000 },
-      },
-    );
+    await this.queue.add(TRAIN_JOB_NAME, { jobId }, this.jobOptions(jobId, priority));
+  }
+
+  /**
+   * What enqueue would send, for create.lua to run in the same script as the record (one round
+   * trip, never a record without its queue entry). create.lua sets the priority to the job's tag.
+   */
+  insertFor(jobId: string): BullInsert {
+    return captureBullInsert(this.queue, TRAIN_JOB_NAME, { jobId }, this.jobOptions(jobId, 1));
+  }
+
+  private jobOptions(jobId: string, priority: number): JobsOptions & { jobId: string; priority: number } {
+    return {
+      jobId,
+      priority,
+      attempts: this.opts.attempts,
+      backoff: { type: 'exponential', delay: this.opts.backoffMs },
+      // graft keeps its own records; BullMQ's entries are only a work log.
+      removeOnComplete: { age: 3600, count: 1000 },
+      removeOnFail: { age: 24 * 3600, count: 5000 },
+    };
   }
 
   async remove(jobId: string): Promise<boolean> {

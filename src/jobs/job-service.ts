@@ -74,9 +74,8 @@ export class JobService {
   }
 
   /**
-   * Checks, then reserves the output name and records the job in one step, then enqueues it. If
-   * enqueueing fails the record and the reservation are rolled back, so a 5xx never leaves a
-   * phantom job behind.
+   * Checks, then reserves the output name, records the job and enqueues it in one step (create.lua),
+   * so a failure at any point leaves either the whole job or nothing.
    */
   async submit(input: AnyJobSpec, actor: Principal, id: string = randomUUID(), log: Pick<BaseLogger, 'info'> = this.deps.logger): Promise<Job> {
     const { tenant } = actor;
@@ -106,17 +105,16 @@ export class JobService {
   }
 
   /**
-   * Records a checked job and enqueues it. Quota, output reservation, record, indexes,
-   * fair-scheduling tag and the job.create audit entry are one script (one round trip); if
-   * enqueueing fails the record and the reservation are rolled back, so a 5xx never leaves a
-   * phantom job behind.
+   * Records a checked job and enqueues it. Quota, output reservation, BullMQ's insert, record,
+   * indexes, fair-scheduling tag and the job.create audit entry are one script (create.lua, one
+   * round trip): a job is never recorded without its queue entry, nor queued without its record.
    */
   private async record(id: string, spec: AnyJobSpec, actor: Principal): Promise<Job> {
     const { store, queue, audit } = this.deps;
     const { tenant } = actor;
     const entry: AuditEntry = { actor, action: 'job.create', target: { kind: 'job', tenant, id }, details: { type: spec.type, output: outputOf(spec) || null } };
     const write = audit?.prepare?.(entry);
-    const outcome = await store.create(id, spec, tenant, this.deps.limits.defaults, write);
+    const outcome = await store.create(id, spec, tenant, this.deps.limits.defaults, write, queue.insertFor(id));
     if ('quota' in outcome) {
       const { used, limit } = outcome.quota;
       throw new GraftError(
@@ -127,12 +125,6 @@ export class JobService {
     }
     if (!('created' in outcome)) {
       throw new ConflictError('checkpoint_reserved', `Another queued or running job already writes the checkpoint "${outputOf(spec)}".`, '/output/checkpoint');
-    }
-    try {
-      await queue.enqueue(id, outcome.priority);
-    } catch (err) {
-      await store.discard(id, outputOf(spec), tenant).catch(() => undefined);
-      throw err;
     }
     if (audit && !write) await audit.record(entry);
     return outcome.created;

@@ -1,10 +1,11 @@
 import type { Redis } from 'ioredis';
 import type { AuditWrite } from '../auth/audit';
+import type { BullInsert } from './bull-insert';
 import { DEFAULT_TENANT } from '../auth/principal';
 import { outputOf, type AnyJobSpec } from '../spec/schema';
 import { JobEvents } from './job-events';
 import { JobKeys } from './keys';
-import { JobScripts } from './scripts';
+import { CREATE_KEY_COUNT, JobScripts, SCRIPT_KEY_COUNT } from './scripts';
 import { TERMINAL_STATUSES, type Job, type JobError, type JobProgress, type JobResult, type JobStatus } from './types';
 
 /**
@@ -27,6 +28,11 @@ export interface ExpiredJob {
   tenant: string;
   member: string;
 }
+
+/** create.lua's BullMQ keys and arguments when it only records (no queue entry). */
+const NO_BULL_KEYS: string[] = new Array<string>(CREATE_KEY_COUNT - SCRIPT_KEY_COUNT).fill('');
+const NO_BULL_ARGS = ['', '', ''];
+const QUEUED_EVENT = JSON.stringify({ status: 'queued' });
 
 /** Reservations held by an upload start with this (create.lua respects them until their TTL). */
 export const UPLOAD_HOLDER_PREFIX = 'upload:';
@@ -112,7 +118,7 @@ export class JobStore {
    * its fair-scheduling priority, in one step (create.lua): one round trip whatever it finds.
    */
   /** `audit`: the job.create entry, written by the same script (one round trip, never one without the other). */
-  async create(id: string, spec: AnyJobSpec, tenant: string, limits: { maxActiveJobs: number }, audit?: AuditWrite, createdAt = new Date()): Promise<CreateOutcome> {
+  async create(id: string, spec: AnyJobSpec, tenant: string, limits: { maxActiveJobs: number }, audit?: AuditWrite, enqueue?: BullInsert, createdAt = new Date()): Promise<CreateOutcome> {
     const job: Job = {
       id,
       tenant,
@@ -128,16 +134,15 @@ export class JobStore {
       result: null,
       error: null,
     };
-    const args = [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, JSON.stringify({ status: 'queued' }), tenant, limits.maxActiveJobs, MAX_PRIORITY, outputOf(spec) === '' ? '0' : '1', audit?.stream ?? '', audit?.minId ?? '', ...(audit?.fields ?? [])];
-    const reply = (await this.run('create', id, outputOf(spec), args, tenant)) as [number, string | number, ...(string | number)[]];
+    const output = outputOf(spec);
+    const keys = this.keys.scriptKeys(id, output, tenant);
+    keys.push(...(enqueue?.keys ?? NO_BULL_KEYS));
+    const args = [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, QUEUED_EVENT, tenant, limits.maxActiveJobs, MAX_PRIORITY, output === '' ? '0' : '1', audit?.stream ?? '', audit?.minId ?? '', ...(enqueue?.args ?? NO_BULL_ARGS), ...(audit?.fields ?? [])];
+    const reply = (await this.scripts.run('create', keys, args)) as [number, string | number, ...(string | number)[]];
     if (reply[0] === 1) return { created: job, priority: Number(reply[2]) };
     if (reply[1] === 'quota') return { quota: { used: Number(reply[2]), limit: Number(reply[3]) } };
+    if (reply[1] === 'enqueue') throw new Error(`BullMQ refused to add job ${id} (its error code ${reply[2]}); nothing was recorded.`);
     return { reserved: true };
-  }
-
-  /** Removes a record entirely, with its reservation (rolls back a submission that could not be enqueued). */
-  async discard(id: string, output: string, tenant: string): Promise<void> {
-    await this.run('discard', id, output, [id], tenant);
   }
 
   async get(id: string): Promise<Job | null> {

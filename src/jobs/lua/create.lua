@@ -1,13 +1,18 @@
 --[[
   Creates a job in one step: checks the tenant's quota of queued + running jobs, reserves the
-  output checkpoint name, writes the queued record and its indexes, and gives the job its place
-  in the fair schedule. One script, so two submissions naming one output can never both be
-  accepted and a tenant can never exceed its quota, however many API processes submit at once.
+  output checkpoint name, gives the job its place in the fair schedule, adds it to the BullMQ
+  queue, and writes the queued record and its indexes. One script, so two submissions naming one
+  output can never both be accepted, a tenant can never exceed its quota, however many API
+  processes submit at once, and a job is never recorded without its queue entry.
+  KEYS: 1..23 as lib.lua, 24.. BullMQ's keys for its insert (src/jobs/bull-insert.ts).
   ARGV: 1 id, 2 type, 3 createdAt, 4 spec JSON, 5 record key prefix, 6 upload holder prefix,
         7 "queued" event data JSON, 8 tenant, 9 default maxActiveJobs (0 = unlimited),
         10 highest BullMQ priority, 11 '0' for a job that writes no checkpoint (nothing reserved),
-        12 audit stream key ('' = none), 13 its MINID, 14.. the audit entry's field/value pairs
-  Returns {1, seq, priority}, {0, 'reserved', holder}, {0, 'quota', used, limit} or {0, 'exists'}.
+        12 audit stream key ('' = none), 13 its MINID,
+        14..16 BullMQ's insert arguments (14 = '' to record without enqueueing: tests of the
+        record alone), 17.. the audit entry's field/value pairs
+  Returns {1, seq, priority}, {0, 'reserved', holder}, {0, 'quota', used, limit}, {0, 'exists'}
+  or {0, 'enqueue', BullMQ's error code}.
 
   Fair scheduling (start-time fair queuing): the job's tag is max(clock, the tenant's last tag) + 1
   and is its BullMQ priority (lower runs first; FIFO among equal ones). The clock is the tag of the
@@ -36,13 +41,22 @@ end
 if redis.call('ZCARD', KEYS[STATUS_INDEX.queued]) == 0 and redis.call('ZCARD', KEYS[STATUS_INDEX.running]) == 0 then
   redis.call('DEL', KEYS[K_FAIR])
 end
-local clock = tonumber(redis.call('HGET', KEYS[K_FAIR], 'now')) or 0
-local last = tonumber(redis.call('HGET', KEYS[K_FAIR], 't:' .. tenant)) or 0
+local fair = redis.call('HMGET', KEYS[K_FAIR], 'now', 't:' .. tenant)
+local clock = tonumber(fair[1]) or 0
+local last = tonumber(fair[2]) or 0
 local tag = math.max(clock, last) + 1
 redis.call('HSET', KEYS[K_FAIR], 't:' .. tenant, tag)
 -- Past BullMQ's highest priority (millions of starts without an idle moment) order degrades to FIFO.
 local priority = math.min(tag, tonumber(ARGV[10]))
 
+if ARGV[14] ~= '' then
+  -- BullMQ's own insert, first of the writes, so that its refusal leaves nothing behind but the
+  -- tag. The tag becomes the job's priority (the captured options carry a placeholder).
+  local opts = cmsgpack.unpack(ARGV[16])
+  opts['priority'] = priority
+  local result = bull_insert({ unpack(KEYS, 24, 23 + BULL_INSERT_KEYS) }, { ARGV[14], ARGV[15], cmsgpack.pack(opts) })
+  if type(result) == 'number' and result < 0 then return {0, 'enqueue', result} end
+end
 if reserves then redis.call('SET', KEYS[K_OUTPUT], id) end
 local seq = redis.call('INCR', KEYS[K_SEQ])
 redis.call('HSET', KEYS[K_RECORD], 'status', 'queued', 'type', ARGV[2], 'createdAt', ARGV[3], 'attempts', 0, 'seq', seq, 'spec', ARGV[4], 'tenant', tenant, 'priority', priority)
@@ -50,7 +64,8 @@ redis.call('ZADD', KEYS[K_ALL], seq, id)
 redis.call('ZADD', KEYS[STATUS_INDEX.queued], seq, id)
 redis.call('ZADD', KEYS[K_TENANT_ALL], seq, id)
 redis.call('ZADD', KEYS[TENANT_STATUS_INDEX.queued], seq, id)
-append_event('info', 'message', 'Job queued.', ARGV[7])
+-- The first event of the journal (append_event without its TTL check: a new record has none).
+redis.call('XADD', KEYS[K_EVENTS], 'MAXLEN', '~', MAX_EVENTS, '*', 'level', 'info', 'type', 'message', 'message', 'Job queued.', 'data', ARGV[7])
 -- Who created it, in the same step: a job never exists without its audit entry.
-if ARGV[12] ~= '' then redis.call('XADD', ARGV[12], 'MINID', '~', ARGV[13], '*', unpack(ARGV, 14)) end
+if ARGV[12] ~= '' then redis.call('XADD', ARGV[12], 'MINID', '~', ARGV[13], '*', unpack(ARGV, 17)) end
 return {1, seq, priority}
