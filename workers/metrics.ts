@@ -112,7 +112,7 @@ export class WorkerMetrics {
     if (Date.parse(record.finishedAt) < attemptStart - 1000) return;
     this.countFinished(record);
     if (record.startedAt) this.jobDuration.observe({ type: record.type, status: record.status }, (Date.parse(record.finishedAt) - Date.parse(record.startedAt)) / 1000);
-    const events = await this.opts.store.events.list(record.id, { limit: 10_000 });
+    const events = await this.opts.store.events.list(record.id, { limit: 10_000 }, record.createdAt);
     for (const e of events) {
       const seconds = e.type === 'metrics' ? e.data?.seconds : undefined;
       if (typeof seconds === 'number' && Date.parse(e.at) >= attemptStart - 1000) this.epochDuration.observe({ type: record.type }, seconds);

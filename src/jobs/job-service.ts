@@ -219,8 +219,8 @@ export class JobService {
   }
 
   async events(id: string, viewer: Viewer, opts: { after?: string; limit: number }): Promise<JobEvent[]> {
-    await this.get(id, viewer);
-    return this.deps.store.events.list(id, opts);
+    const job = await this.get(id, viewer);
+    return this.deps.store.events.list(id, opts, job.createdAt);
   }
 
   /**

@@ -32,7 +32,6 @@ export interface ExpiredJob {
 /** create.lua's BullMQ keys and arguments when it only records (no queue entry). */
 const NO_BULL_KEYS: string[] = new Array<string>(CREATE_KEY_COUNT - SCRIPT_KEY_COUNT).fill('');
 const NO_BULL_ARGS = ['', '', ''];
-const QUEUED_EVENT = JSON.stringify({ status: 'queued' });
 
 /** Reservations held by an upload start with this (create.lua respects them until their TTL). */
 export const UPLOAD_HOLDER_PREFIX = 'upload:';
@@ -137,7 +136,7 @@ export class JobStore {
     const output = outputOf(spec);
     const keys = this.keys.scriptKeys(id, output, tenant);
     keys.push(...(enqueue?.keys ?? NO_BULL_KEYS));
-    const args = [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, QUEUED_EVENT, tenant, limits.maxActiveJobs, MAX_PRIORITY, output === '' ? '0' : '1', audit?.stream ?? '', audit?.minId ?? '', ...(enqueue?.args ?? NO_BULL_ARGS), ...(audit?.fields ?? [])];
+    const args = [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, tenant, limits.maxActiveJobs, MAX_PRIORITY, output === '' ? '0' : '1', audit?.stream ?? '', audit?.minId ?? '', ...(enqueue?.args ?? NO_BULL_ARGS), ...(audit?.fields ?? [])];
     const reply = (await this.scripts.run('create', keys, args)) as [number, string | number, ...(string | number)[]];
     if (reply[0] === 1) return { created: job, priority: Number(reply[2]) };
     if (reply[1] === 'quota') return { quota: { used: Number(reply[2]), limit: Number(reply[3]) } };

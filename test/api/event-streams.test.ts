@@ -2,6 +2,7 @@ import http from 'node:http';
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import { eventHubConnectionName } from '../../src/api/services';
+import { QUEUED_EVENT_ID } from '../../src/jobs/job-events';
 import { buildTestApp, type TestApp } from '../helpers/app';
 import { makeTestEnv, TEST_REDIS_URL, waitFor, type TestEnv } from '../helpers/env';
 import { writeMnistDataset } from '../helpers/fixtures';
@@ -96,7 +97,9 @@ describe('event streams (one reader per process)', () => {
     expect((await request(base).post(`/v1/jobs/${jobId}/cancel`)).status).toBe(200);
 
     const [a, b, c] = await Promise.all([...fromStart, fromLast]);
-    const all = (await request(base).get(`/v1/jobs/${jobId}/events?limit=1000`)).body.data as { id: string }[];
+    const all = (await request(base).get(`/v1/jobs/${jobId}/events?limit=1000`)).body.data as { id: string; message: string }[];
+    // The first event is made from the record (nothing stored), in the listing and in the streams alike.
+    expect(all[0]).toMatchObject({ id: QUEUED_EVENT_ID, message: 'Job queued.' });
     for (const stream of [a, b]) {
       expect(stream.ended).toBe(true);
       expect(stream.events.map((e) => e.id)).toEqual(all.map((e) => e.id));

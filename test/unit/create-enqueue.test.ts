@@ -2,6 +2,7 @@ import { Worker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { captureBullInsert } from '../../src/jobs/bull-insert';
 import { JobQueue, TRAIN_JOB_NAME, type TrainJobData } from '../../src/jobs/job-queue';
+import { QUEUED_EVENT_ID } from '../../src/jobs/job-events';
 import { JobStore } from '../../src/jobs/job-store';
 import { withDefaults, type JobSpec } from '../../src/spec/schema';
 import { deleteQueueKeys, TEST_REDIS_URL, uniqueQueueName, waitFor } from '../helpers/env';
@@ -10,7 +11,7 @@ import { deleteQueueKeys, TEST_REDIS_URL, uniqueQueueName, waitFor } from '../he
  * create.lua runs BullMQ's own insert in the same script as graft's record (src/jobs/bull-insert.ts).
  * Against a real Redis and real BullMQ: the queue entry is the one Queue.add would have made, with
  * the fair-scheduling tag as its priority; a BullMQ worker takes such jobs in tag order; a refused
- * submission leaves neither a record nor a queue entry.
+ * submission leaves neither a record nor a queue entry; the journal's first event is not stored.
  */
 const spec = (output: string): JobSpec =>
   withDefaults({ type: 'pretrain', model: { architecture: 'conv-classifier' }, dataset: { name: 'digits' }, output: { checkpoint: output } } as JobSpec);
@@ -94,6 +95,31 @@ describe('create.lua enqueues with BullMQ in the same step', () => {
   it('without an insert, create only records (the scripts tests use it so)', async () => {
     expect(await store.create('n1', spec('n1'), 'acme', UNLIMITED)).toHaveProperty('created');
     expect(await queue.queue.getJob('n1')).toBeUndefined();
+  });
+
+  it('stores no journal for a queued job; its "Job queued." event is made from the record, first of any stored ones', async () => {
+    const outcome = await submit('e1', 'acme');
+    if (!('created' in outcome)) throw new Error('e1 refused');
+    const { createdAt } = outcome.created;
+    expect(await redis.exists(store.keys.events('e1'))).toBe(0);
+    const queued = { id: QUEUED_EVENT_ID, at: createdAt, level: 'info', type: 'message', message: 'Job queued.', data: { status: 'queued' } };
+    expect(await store.events.list('e1', { limit: 10 }, createdAt)).toEqual([queued]);
+
+    const warning = await store.events.append('e1', { level: 'warning', message: 'a warning' });
+    expect(await store.events.list('e1', { limit: 10 }, createdAt)).toMatchObject([queued, { id: warning, message: 'a warning' }]);
+    // Pages and cursors: "0-1" resumes with the first stored event; "0-0" is the start.
+    expect(await store.events.list('e1', { limit: 1 }, createdAt)).toEqual([queued]);
+    expect(await store.events.list('e1', { after: QUEUED_EVENT_ID, limit: 10 }, createdAt)).toMatchObject([{ id: warning }]);
+    expect(await store.events.list('e1', { after: '0-0', limit: 10 }, createdAt)).toHaveLength(2);
+    expect(await store.events.list('e1', { after: warning!, limit: 10 }, createdAt)).toEqual([]);
+  });
+
+  it('a journal written before stores its own "Job queued." first: it is not doubled', async () => {
+    await submit('old', 'acme');
+    await redis.xadd(store.keys.events('old'), '*', 'level', 'info', 'type', 'message', 'message', 'Job queued.', 'data', JSON.stringify({ status: 'queued' }));
+    const events = await store.events.list('old', { limit: 10 }, new Date().toISOString());
+    expect(events.map((e) => e.message)).toEqual(['Job queued.']);
+    expect(events[0].id).not.toBe(QUEUED_EVENT_ID);
   });
 
   it('refuses to capture anything but the prioritized insert create.lua runs', () => {

@@ -96,7 +96,7 @@ describe('jobs of tenants in the job scripts', () => {
     expect(await store.get('c2')).toMatchObject({ status: 'queued', attempts: 0 });
     // The journal says why, once however often the job is retaken.
     expect(await store.start('c2', 'c2', 'acme', 't', 'w', limits)).toBe('throttled');
-    const notices = (await store.events.list('c2', { limit: 100 })).filter((e) => e.data && 'throttled' in e.data);
+    const notices = (await store.events.list('c2', { limit: 100 }, (await store.get('c2'))!.createdAt)).filter((e) => e.data && 'throttled' in e.data);
     expect(notices.map((e) => e.data)).toEqual([{ throttled: { running: 1, limit: 1 } }]);
     expect(await store.start('d1', 'd1', 'beta', 't', 'w', limits)).toBe('running');
     // c1's worker died and the queue gave it to another worker: it may start again.

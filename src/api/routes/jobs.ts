@@ -8,7 +8,7 @@ import { ErrorBodySchema, JOB_STATUSES, JobSchema, TERMINAL_STATUSES } from '../
 import type { ApiLimits } from '../app';
 import { ErrorResponseSchema } from '../schemas/errors';
 import type { AppDeps } from '../services';
-import { EVENT_ID_PATTERN, type JobEvent } from '../../jobs/job-events';
+import { EVENT_ID_PATTERN, QUEUED_EVENT_ID, type JobEvent } from '../../jobs/job-events';
 import { GraftError, ValidationError } from '../../errors';
 import { TENANT_PATTERN } from '../../auth/principal';
 import type { Viewer } from '../../jobs/job-service';
@@ -202,7 +202,9 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
           { statusCode: 429 },
         );
       }
-      await streamEvents(deps, id, request.principal, after, reply, openStreams);
+      // From the start, the stream opens with the job's "Job queued." event, made from its record (QUEUED_EVENT_ID).
+      const head = after === '0-0' ? (await deps.jobs.events(id, request.principal, { limit: 1 })).filter((e) => e.id === QUEUED_EVENT_ID) : [];
+      await streamEvents(deps, id, request.principal, after, head, reply, openStreams);
       return reply;
     },
   );
@@ -242,16 +244,19 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
   );
 };
 
+const sseEvent = (e: JobEvent) => `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`;
+
 /**
  * Server-Sent Events: every event after `after`, live, until the job has ended and drained. The
  * events come from the process's one EventHub reader; this stream only writes them, sends
  * keep-alives and watches for the job's end.
  */
-function streamEvents(deps: AppDeps, id: string, viewer: Viewer, after: string, reply: FastifyReply, openStreams: Set<() => void>): Promise<void> {
+function streamEvents(deps: AppDeps, id: string, viewer: Viewer, after: string, head: JobEvent[], reply: FastifyReply, openStreams: Set<() => void>): Promise<void> {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' });
   res.write('retry: 2000\n\n');
+  for (const e of head) res.write(sseEvent(e));
   return new Promise<void>((resolve) => {
     let finished = false;
     let ended = false;
@@ -299,7 +304,7 @@ function streamEvents(deps: AppDeps, id: string, viewer: Viewer, after: string, 
       subscription = deps.events.subscribe(deps.eventsKey(id), after, {
         onEvents(events: JobEvent[]) {
           if (finished) return;
-          for (const e of events) res.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+          for (const e of events) res.write(sseEvent(e));
           if (ended) drainSoon();
           else void checkEnded();
         },

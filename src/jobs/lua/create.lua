@@ -6,11 +6,11 @@
   processes submit at once, and a job is never recorded without its queue entry.
   KEYS: 1..23 as lib.lua, 24.. BullMQ's keys for its insert (src/jobs/bull-insert.ts).
   ARGV: 1 id, 2 type, 3 createdAt, 4 spec JSON, 5 record key prefix, 6 upload holder prefix,
-        7 "queued" event data JSON, 8 tenant, 9 default maxActiveJobs (0 = unlimited),
-        10 highest BullMQ priority, 11 '0' for a job that writes no checkpoint (nothing reserved),
-        12 audit stream key ('' = none), 13 its MINID,
-        14..16 BullMQ's insert arguments (14 = '' to record without enqueueing: tests of the
-        record alone), 17.. the audit entry's field/value pairs
+        7 tenant, 8 default maxActiveJobs (0 = unlimited), 9 highest BullMQ priority,
+        10 '0' for a job that writes no checkpoint (nothing reserved),
+        11 audit stream key ('' = none), 12 its MINID,
+        13..15 BullMQ's insert arguments (13 = '' to record without enqueueing: tests of the
+        record alone), 16.. the audit entry's field/value pairs
   Returns {1, seq, priority}, {0, 'reserved', holder}, {0, 'quota', used, limit}, {0, 'exists'}
   or {0, 'enqueue', BullMQ's error code}.
 
@@ -21,8 +21,8 @@
   other tenant. The clock restarts when nothing is queued or running, so tags stay small.
 ]]
 local id = ARGV[1]
-local tenant = ARGV[8]
-local reserves = ARGV[11] ~= '0'
+local tenant = ARGV[7]
+local reserves = ARGV[10] ~= '0'
 local holder = reserves and redis.call('GET', KEYS[K_OUTPUT])
 if holder and holder ~= id then
   -- An upload installing this name holds it for a bounded time (the key has a TTL).
@@ -32,7 +32,7 @@ if holder and holder ~= id then
   -- Otherwise the holder ended without releasing (a crash) or its record expired: take over.
 end
 if redis.call('EXISTS', KEYS[K_RECORD]) == 1 then return {0, 'exists'} end
-local limit = quota('maxActiveJobs', ARGV[9])
+local limit = quota('maxActiveJobs', ARGV[8])
 if limit > 0 then
   local used = redis.call('ZCARD', KEYS[TENANT_STATUS_INDEX.queued]) + redis.call('ZCARD', KEYS[TENANT_STATUS_INDEX.running])
   if used >= limit then return {0, 'quota', used, limit} end
@@ -47,14 +47,14 @@ local last = tonumber(fair[2]) or 0
 local tag = math.max(clock, last) + 1
 redis.call('HSET', KEYS[K_FAIR], 't:' .. tenant, tag)
 -- Past BullMQ's highest priority (millions of starts without an idle moment) order degrades to FIFO.
-local priority = math.min(tag, tonumber(ARGV[10]))
+local priority = math.min(tag, tonumber(ARGV[9]))
 
-if ARGV[14] ~= '' then
+if ARGV[13] ~= '' then
   -- BullMQ's own insert, first of the writes, so that its refusal leaves nothing behind but the
   -- tag. The tag becomes the job's priority (the captured options carry a placeholder).
-  local opts = cmsgpack.unpack(ARGV[16])
+  local opts = cmsgpack.unpack(ARGV[15])
   opts['priority'] = priority
-  local result = bull_insert({ unpack(KEYS, 24, 23 + BULL_INSERT_KEYS) }, { ARGV[14], ARGV[15], cmsgpack.pack(opts) })
+  local result = bull_insert({ unpack(KEYS, 24, 23 + BULL_INSERT_KEYS) }, { ARGV[13], ARGV[14], cmsgpack.pack(opts) })
   if type(result) == 'number' and result < 0 then return {0, 'enqueue', result} end
 end
 if reserves then redis.call('SET', KEYS[K_OUTPUT], id) end
@@ -64,8 +64,8 @@ redis.call('ZADD', KEYS[K_ALL], seq, id)
 redis.call('ZADD', KEYS[STATUS_INDEX.queued], seq, id)
 redis.call('ZADD', KEYS[K_TENANT_ALL], seq, id)
 redis.call('ZADD', KEYS[TENANT_STATUS_INDEX.queued], seq, id)
--- The first event of the journal (append_event without its TTL check: a new record has none).
-redis.call('XADD', KEYS[K_EVENTS], 'MAXLEN', '~', MAX_EVENTS, '*', 'level', 'info', 'type', 'message', 'message', 'Job queued.', 'data', ARGV[7])
+-- No journal entry: its first event, "Job queued.", is made from the record (QUEUED_EVENT_ID in
+-- src/jobs/job-events.ts); a stream's first entry costs 4.7 KB per queued job.
 -- Who created it, in the same step: a job never exists without its audit entry.
-if ARGV[12] ~= '' then redis.call('XADD', ARGV[12], 'MINID', '~', ARGV[13], '*', unpack(ARGV, 17)) end
+if ARGV[11] ~= '' then redis.call('XADD', ARGV[11], 'MINID', '~', ARGV[12], '*', unpack(ARGV, 16)) end
 return {1, seq, priority}
