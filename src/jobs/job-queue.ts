@@ -1,5 +1,5 @@
 import { Job, Queue, type ConnectionOptions, type JobsOptions, type JobState } from 'bullmq';
-import { captureBullInsert, type BullInsert } from './bull-insert';
+import { BullInsertTemplate, type BullInsert } from './bull-insert';
 
 /** Name of the BullMQ job that trains one graft job (the BullMQ job id is graft's job id). */
 export const TRAIN_JOB_NAME = 'train';
@@ -22,10 +22,12 @@ export interface TrainJobData {
  */
 export class JobQueue {
   readonly queue: Queue<TrainJobData>;
+  private readonly inserts: BullInsertTemplate<TrainJobData>;
   private closing: Promise<void> | null = null;
 
   constructor(private readonly opts: JobQueueOptions) {
     this.queue = new Queue<TrainJobData>(opts.queueName, { connection: opts.connection });
+    this.inserts = new BullInsertTemplate(this.queue, TRAIN_JOB_NAME, (jobId) => ({ jobId }), (jobId) => this.jobOptions(jobId, 1));
   }
 
   /**
@@ -41,7 +43,7 @@ export class JobQueue {
    * trip, never a record without its queue entry). create.lua sets the priority to the job's tag.
    */
   insertFor(jobId: string): BullInsert {
-    return captureBullInsert(this.queue, TRAIN_JOB_NAME, { jobId }, this.jobOptions(jobId, 1));
+    return this.inserts.for(jobId);
   }
 
   private jobOptions(jobId: string, priority: number): JobsOptions & { jobId: string; priority: number } {

@@ -134,7 +134,7 @@ export class JobStore {
       error: null,
     };
     const output = outputOf(spec);
-    const keys = this.keys.scriptKeys(id, output, tenant);
+    const keys = this.keys.createKeys(id, output, tenant);
     keys.push(...(enqueue?.keys ?? NO_BULL_KEYS));
     const args = [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, tenant, limits.maxActiveJobs, MAX_PRIORITY, output === '' ? '0' : '1', audit?.stream ?? '', audit?.minId ?? '', ...(enqueue?.args ?? NO_BULL_ARGS), ...(audit?.fields ?? [])];
     const reply = (await this.scripts.run('create', keys, args)) as [number, string | number, ...(string | number)[]];

@@ -187,4 +187,25 @@ export class JobKeys {
       this.fair,
     ];
   }
+
+  /**
+   * scriptKeys as create.lua reads them: the same places, with the keys it never touches (the
+   * finished-status indexes, cancel flag, journal, lock, expiries, BullMQ job and failed set) sent
+   * empty. A submission is the hot path; this makes its command a third shorter.
+   */
+  createKeys(id: string, output: string, tenant: string): string[] {
+    const keys = new Array<string>(23).fill('');
+    keys[0] = this.job(id);
+    keys[1] = this.allJobs;
+    keys[2] = this.byStatus('queued');
+    keys[3] = this.byStatus('running');
+    keys[9] = this.output(tenant, output);
+    keys[14] = this.seq;
+    keys[15] = this.tenantJobs(tenant);
+    keys[16] = this.tenantByStatus(tenant, 'queued');
+    keys[17] = this.tenantByStatus(tenant, 'running');
+    keys[21] = this.tenantQuotas(tenant);
+    keys[22] = this.fair;
+    return keys;
+  }
 }

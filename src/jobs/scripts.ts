@@ -50,8 +50,8 @@ export class JobScripts {
     }
   }
 
-  run(name: ScriptName, keys: string[], args: (string | number | Buffer)[]): Promise<unknown> {
-    const fn = (this.redis as unknown as Record<string, (...a: (string | number | Buffer)[]) => Promise<unknown>>)[commandName(name)];
+  run(name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
+    const fn = (this.redis as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[commandName(name)];
     return fn.call(this.redis, ...keys, ...args);
   }
 }

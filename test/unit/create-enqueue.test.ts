@@ -1,6 +1,6 @@
 import { Worker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
-import { captureBullInsert } from '../../src/jobs/bull-insert';
+import { BullInsertTemplate, captureBullInsert } from '../../src/jobs/bull-insert';
 import { JobQueue, TRAIN_JOB_NAME, type TrainJobData } from '../../src/jobs/job-queue';
 import { QUEUED_EVENT_ID } from '../../src/jobs/job-events';
 import { JobStore } from '../../src/jobs/job-store';
@@ -55,6 +55,9 @@ describe('create.lua enqueues with BullMQ in the same step', () => {
     expect(Object.keys(ours).sort()).toEqual(Object.keys(reference).sort());
     expect({ ...JSON.parse(ours.opts), jobId: 'ref' }).toEqual(JSON.parse(reference.opts));
     expect(ours.priority).toBe(reference.priority);
+    for (const field of ['name', 'data', 'delay', 'atm', 'ats']) if (field in reference) expect(field === 'data' ? JSON.parse(ours[field]) : ours[field]).toEqual(field === 'data' ? { jobId: 'j1' } : reference[field]);
+    expect(ours.timestamp).toMatch(/^\d+$/);
+    expect(Math.abs(Number(ours.timestamp) - Number(reference.timestamp))).toBeLessThan(60_000);
   });
 
   it('a BullMQ worker takes the jobs in fair-scheduling order', async () => {
@@ -120,6 +123,26 @@ describe('create.lua enqueues with BullMQ in the same step', () => {
     const events = await store.events.list('old', { limit: 10 }, new Date().toISOString());
     expect(events.map((e) => e.message)).toEqual(['Job queued.']);
     expect(events[0].id).not.toBe(QUEUED_EVENT_ID);
+  });
+
+  it("create.lua's keys are scriptKeys, with only the ones it never reads left empty", () => {
+    const all = store.keys.scriptKeys('k1', 'out', 'acme');
+    const sent = store.keys.createKeys('k1', 'out', 'acme');
+    expect(sent).toHaveLength(all.length);
+    sent.forEach((key, i) => expect([all[i], '']).toContain(key));
+    expect(sent.filter((key) => key !== '')).toHaveLength(11);
+  });
+
+  it("the template fills in BullMQ's own capture for any id and time", () => {
+    const options = (jobId: string) => ({ jobId, priority: 1, attempts: 2 });
+    const template = new BullInsertTemplate(queue.queue, TRAIN_JOB_NAME, (jobId: string) => ({ jobId }), options);
+    expect(template.templated).toBe(true);
+    for (const id of ['0b5e1c2a-7d3f-4f7e-9a51-3c2d1e0f9a8b', 'with "quotes" and \\ backslash']) {
+      const filled = template.for(id, 1_800_000_000_123);
+      const real = captureBullInsert(queue.queue, TRAIN_JOB_NAME, { jobId: id }, options(id), 1_800_000_000_123);
+      expect(filled.keys).toEqual(real.keys);
+      expect(filled.args.map((a) => JSON.parse(a) as unknown)).toEqual(real.args.map((a) => JSON.parse(a) as unknown));
+    }
   });
 
   it('refuses to capture anything but the prioritized insert create.lua runs', () => {

@@ -51,10 +51,11 @@ local priority = math.min(tag, tonumber(ARGV[9]))
 
 if ARGV[13] ~= '' then
   -- BullMQ's own insert, first of the writes, so that its refusal leaves nothing behind but the
-  -- tag. The tag becomes the job's priority (the captured options carry a placeholder).
-  local opts = cmsgpack.unpack(ARGV[15])
+  -- tag. Its msgpacked arguments arrive as JSON (bull-insert.ts says why); the tag becomes the
+  -- job's priority (the captured options carry a placeholder).
+  local opts = cjson.decode(ARGV[15])
   opts['priority'] = priority
-  local result = bull_insert({ unpack(KEYS, 24, 23 + BULL_INSERT_KEYS) }, { ARGV[13], ARGV[14], cmsgpack.pack(opts) })
+  local result = bull_insert({ unpack(KEYS, 24, 23 + BULL_INSERT_KEYS) }, { cmsgpack.pack(cjson.decode(ARGV[13])), ARGV[14], cmsgpack.pack(opts) })
   if type(result) == 'number' and result < 0 then return {0, 'enqueue', result} end
 end
 if reserves then redis.call('SET', KEYS[K_OUTPUT], id) end
