@@ -112,14 +112,35 @@ export async function preflight(spec: JobSpec, storage: PreflightStorage, limits
   return { errors, warnings, targetLayers, restoreCandidates, dataset };
 }
 
+/**
+ * Restore selections per source and pattern. The storage remembers a checkpoint's SourceInfo per
+ * file identity, so a burst of submissions of one recipe matches its weight names once. Bounded
+ * per source; a new file is a new SourceInfo, and the old one's entries go with it.
+ */
+const restoreSelections = new WeakMap<SourceInfo, Map<string, string[]>>();
+const RESTORE_SELECTIONS_PER_SOURCE = 64;
+
+function selectedWeights(source: SourceInfo, pattern: string, re: UserRegex): string[] {
+  let bySource = restoreSelections.get(source);
+  if (!bySource) restoreSelections.set(source, (bySource = new Map()));
+  let selected = bySource.get(pattern);
+  if (!selected) {
+    selected = source.weights.filter((w) => re.test(w.name)).map((w) => w.name);
+    if (bySource.size >= RESTORE_SELECTIONS_PER_SOURCE) bySource.clear();
+    bySource.set(pattern, selected);
+  }
+  return selected;
+}
+
 function selectRestore(spec: JobSpec, source: SourceInfo, errors: GraftError[]): string[] {
   let re: UserRegex;
+  const pattern = spec.source!.restore ?? '.*';
   try {
-    re = compileUserRegex(spec.source!.restore ?? '.*', '/source/restore');
+    re = compileUserRegex(pattern, '/source/restore');
   } catch {
     return []; // already reported by checkSpec
   }
-  const selected = source.weights.filter((w) => re.test(w.name)).map((w) => w.name);
+  const selected = selectedWeights(source, pattern, re);
   if (selected.length === 0) {
     const sample = source.weights.slice(0, SAMPLE_NAMES).map((w) => w.name).join(', ');
     errors.push(
