@@ -17,8 +17,11 @@ export interface UseInputs {
 /** Probabilities of rows [start, start + n) as one host array (n × units). */
 export async function predictRows(model: tf.LayersModel, x: HostTensor, start: number, n: number): Promise<{ data: Float32Array; units: number }> {
   const rows = await x.read(Int32Array.from({ length: n }, (_, i) => start + i));
-  return tf.tidy(() => {
-    const out = model.predict(tf.tensor(rows, [n, ...x.shape.slice(1)])) as tf.Tensor;
+  // The tensor leaves tidy, not its data: tidy walks a returned Float32Array element by element.
+  const out = tf.tidy(() => model.predict(tf.tensor(rows, [n, ...x.shape.slice(1)])) as tf.Tensor);
+  try {
     return { data: out.dataSync() as Float32Array, units: out.shape[out.shape.length - 1] ?? 1 };
-  });
+  } finally {
+    out.dispose();
+  }
 }
