@@ -9,10 +9,11 @@ import { unpack } from 'msgpackr';
  * Nothing here re-implements BullMQ: the arguments are the ones `Job.addJob` (its public hook for
  * adding a job on a caller's client or transaction) hands to its Redis client, and the Lua is
  * BullMQ's own script, from the installed package. Both are checked against each other, so a
- * BullMQ upgrade that changes either fails loudly at start-up and in the tests, not silently.
+ * BullMQ upgrade that changes either fails loudly (the script when the job scripts load, the
+ * arguments at the first submission) and in test/unit/create-enqueue.test.ts, not silently.
  */
 export interface BullInsert {
-  /** BullMQ's keys for the script (BULL_INSERT_KEY_COUNT of them). */
+  /** BullMQ's keys for the script (as many as its `keys` count: create.lua's KEYS 24 on). */
   keys: string[];
   /**
    * Its three arguments, all as JSON: BullMQ's args array, the job data, and its options (whose
