@@ -73,11 +73,10 @@ export function captureBullInsert<D>(queue: Queue<D>, name: string, data: D, opt
     throw new Error(`BullMQ did not add the job with "${BULL_INSERT_SCRIPT}" (${script.keys} keys, 3 arguments) as graft's create.lua expects; it called ${command ? `"${command.name}" with ${command.args.length} values` : 'nothing'}.`);
   }
   const [args, jobData, options] = command.args.slice(script.keys);
-  return { keys: command.args.slice(0, script.keys) as string[], args: [asJson(args), String(jobData), asJson(options)] };
-}
-
-function asJson(packed: string | Buffer): string {
-  return JSON.stringify(typeof packed === 'string' ? packed : unpack(packed));
+  if (!Buffer.isBuffer(args) || typeof jobData !== 'string' || !Buffer.isBuffer(options)) {
+    throw new Error(`BullMQ's "${BULL_INSERT_SCRIPT}" arguments are not (msgpack, JSON, msgpack) as graft's create.lua expects.`);
+  }
+  return { keys: command.args.slice(0, script.keys) as string[], args: [JSON.stringify(unpack(args)), jobData, JSON.stringify(unpack(options))] };
 }
 
 /** Stand-ins for the two values that differ between jobs (see BullInsertTemplate). */
@@ -104,14 +103,17 @@ export class BullInsertTemplate<D> {
 
   /** Whether jobs are filled in from the template (false: each is captured on its own). */
   get templated(): boolean {
-    if (this.template === undefined) this.template = this.build();
-    return this.template !== null;
+    return this.loaded() !== null;
   }
 
   for(jobId: string, timestamp = Date.now()): BullInsert {
+    const template = this.loaded();
+    return template ? fill(template, jobId, timestamp) : this.capture(jobId, timestamp);
+  }
+
+  private loaded(): BullInsert | null {
     if (this.template === undefined) this.template = this.build();
-    if (!this.template) return this.capture(jobId, timestamp);
-    return fill(this.template, jobId, timestamp);
+    return this.template;
   }
 
   private capture(jobId: string, timestamp: number): BullInsert {

@@ -219,8 +219,12 @@ export class JobService {
   }
 
   async events(id: string, viewer: Viewer, opts: { after?: string; limit: number }): Promise<JobEvent[]> {
-    const job = await this.get(id, viewer);
-    return this.deps.store.events.list(id, opts, job.createdAt);
+    return this.journal(await this.get(id, viewer), opts);
+  }
+
+  /** The events of a job the caller has already been allowed to see (its record gives the first one). */
+  journal(job: Job, opts: { after?: string; limit: number }): Promise<JobEvent[]> {
+    return this.deps.store.events.list(job.id, opts, job.createdAt);
   }
 
   /**

@@ -1,5 +1,6 @@
 import { outputReservationName } from '../tenants/refs';
 import { QueueKeys } from 'bullmq';
+import { SCRIPT_KEY_COUNT } from './scripts';
 import { JOB_STATUSES, type JobStatus } from './types';
 
 /**
@@ -194,7 +195,7 @@ export class JobKeys {
    * empty. A submission is the hot path; this makes its command a third shorter.
    */
   createKeys(id: string, output: string, tenant: string): string[] {
-    const keys = new Array<string>(23).fill('');
+    const keys = new Array<string>(SCRIPT_KEY_COUNT).fill('');
     keys[0] = this.job(id);
     keys[1] = this.allJobs;
     keys[2] = this.byStatus('queued');

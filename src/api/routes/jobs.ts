@@ -193,7 +193,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
       }
       const lastEventId = request.headers['last-event-id'];
       const after = typeof lastEventId === 'string' && new RegExp(EVENT_ID_PATTERN).test(lastEventId) ? lastEventId : (request.query.after ?? '0-0');
-      await deps.jobs.get(id, request.principal); // 404 before switching to a stream
+      const job = await deps.jobs.get(id, request.principal); // 404 before switching to a stream
       if (deps.events.subscriberCount >= limits.sseMaxStreams) {
         reply.header('retry-after', String(limits.retryAfterSeconds));
         throw new GraftError(
@@ -203,7 +203,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLi
         );
       }
       // From the start, the stream opens with the job's "Job queued." event, made from its record (QUEUED_EVENT_ID).
-      const head = after === '0-0' ? (await deps.jobs.events(id, request.principal, { limit: 1 })).filter((e) => e.id === QUEUED_EVENT_ID) : [];
+      const head = after === '0-0' ? (await deps.jobs.journal(job, { limit: 1 })).filter((e) => e.id === QUEUED_EVENT_ID) : [];
       await streamEvents(deps, id, request.principal, after, head, reply, openStreams);
       return reply;
     },
