@@ -377,6 +377,7 @@ describe('secrets never logged', () => {
       await app.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(key + 'typo') });
       await app.inject({ method: 'GET', url: '/echo-headers', headers: bearer(key) });
       logger.info({ key, authorization: `Bearer ${key}` }, 'an object carrying a key');
+      logger.info({ config: env.config, env: { GRAFT_ADMIN_KEY: ADMIN_KEY }, body: { apiKey: key } }, 'objects holding the admin key and a key');
       expect(out).toContain('debugging headers');
       expect(out).toContain('request completed');
       expect(out).toContain('[redacted]');
