@@ -58,6 +58,7 @@ export class ApiMetrics implements PoolGauges {
   private inference: (() => Promise<InferenceUsage>) | null = null;
   private inferenceRead: { at: number; usage: Promise<InferenceUsage | null> } | null = null;
   readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
+  private readonly requestLabels = new Map<string, Record<'method' | 'route' | 'status_code', string>>();
   readonly inFlight: Gauge;
   readonly sseStreams: Gauge;
   readonly sseStreamsTotal: Counter;
@@ -139,6 +140,18 @@ export class ApiMetrics implements PoolGauges {
     }
   }
 
+  /** One request's duration, by route template and status. */
+  observeRequest(method: string, route: string, statusCode: number, seconds: number): void {
+    const key = `${method} ${statusCode} ${route}`;
+    let labels = this.requestLabels.get(key);
+    if (!labels) {
+      labels = { method, route, status_code: String(statusCode) };
+      // Route templates, methods and statuses are few; the bound is only a backstop.
+      if (this.requestLabels.size < MAX_LABEL_SETS) this.requestLabels.set(key, labels);
+    }
+    this.requestDuration.observe(labels, seconds);
+  }
+
   register(pool: string, usage: () => PoolUsage): void {
     this.pools.set(pool, usage);
   }
@@ -163,6 +176,9 @@ export class ApiMetrics implements PoolGauges {
   }
 }
 
+/** Label sets of graft_http_request_duration_seconds kept ready (see observeRequest). */
+const MAX_LABEL_SETS = 1000;
+
 /** Paths the dashboard and the metrics endpoint themselves use; timing them would only add noise. */
 const UNTIMED = new Set(['/metrics']);
 
@@ -178,17 +194,19 @@ export function installMetrics(app: FastifyInstance, getMetrics: () => ApiMetric
       const route = request.routeOptions.url ?? 'unmatched';
       if (UNTIMED.has(route)) return;
       const metrics = getMetrics();
-      const stopTimer = metrics.requestDuration.startTimer({ method: request.method, route });
-      const sse = String(request.headers.accept ?? '').includes('text/event-stream') && route.endsWith('/events');
+      const started = performance.now();
+      const sse = route.endsWith('/events') && String(request.headers.accept ?? '').includes('text/event-stream');
       metrics.inFlight.inc();
       if (sse) {
         metrics.sseStreams.inc();
         metrics.sseStreamsTotal.inc();
       }
-      reply.raw.once('close', () => {
+      // 'close' comes once per response; observe() with a label object built once per
+      // (method, route, status) instead of a prom-client timer's per-request closures and copies.
+      reply.raw.on('close', () => {
         metrics.inFlight.dec();
         if (sse) metrics.sseStreams.dec();
-        stopTimer({ status_code: String(reply.raw.statusCode) });
+        metrics.observeRequest(request.method, route, reply.raw.statusCode, (performance.now() - started) / 1000);
       });
     });
     app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
