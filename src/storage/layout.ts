@@ -6,7 +6,7 @@ import { ConflictError, ValidationError } from '../errors';
 import { checkpointNotFound } from './checkpoints/catalog';
 import { datasetNotFound } from './datasets/types';
 import { migrateLegacyLayout } from './migrate';
-import { assertValidName, resolveInside } from './names';
+import { assertValidName, childDir } from './names';
 
 const TENANT_RE = new RegExp(TENANT_PATTERN);
 
@@ -74,11 +74,11 @@ export class DataLayout {
   }
 
   datasetDir(name: string, param = '/dataset/name'): string {
-    return resolveInside(this.datasetsDir, assertValidName(name, param));
+    return childDir(this.datasetsDir, assertValidName(name, param));
   }
 
   checkpointDir(name: string, param = '/output/checkpoint'): string {
-    return resolveInside(this.checkpointsDir, assertValidName(name, param));
+    return childDir(this.checkpointsDir, assertValidName(name, param));
   }
 
   /**

@@ -39,3 +39,13 @@ export function resolveInside(root: string, ...parts: string[]): string {
   }
   return target;
 }
+
+/**
+ * `dir/name` for a name that isValidName accepts, under a `dir` that is already absolute and
+ * normalised (DataLayout's folders). Such a name is one path segment, never `.` or `..`, so the
+ * join is the resolved path: resolveInside's two path.resolve calls (several per submission) buy
+ * nothing here. Anything else still goes through resolveInside.
+ */
+export function childDir(dir: string, name: string): string {
+  return isValidName(name) ? dir + path.sep + name : resolveInside(dir, name);
+}
