@@ -92,7 +92,7 @@ const TIMESTAMP_STAND_IN = 4102444800123; // 2100-01-01T00:00:00.123Z: never a r
  * value anywhere the stand-ins cannot reach, every job is captured on its own instead.
  */
 export class BullInsertTemplate<D> {
-  private template: BullInsert | null | undefined;
+  private template: CompiledInsert | null | undefined;
 
   constructor(
     private readonly queue: Queue<D>,
@@ -111,7 +111,7 @@ export class BullInsertTemplate<D> {
     return template ? fill(template, jobId, timestamp) : this.capture(jobId, timestamp);
   }
 
-  private loaded(): BullInsert | null {
+  private loaded(): CompiledInsert | null {
     if (this.template === undefined) this.template = this.build();
     return this.template;
   }
@@ -120,8 +120,8 @@ export class BullInsertTemplate<D> {
     return captureBullInsert(this.queue, this.name, this.data(jobId), this.options(jobId), timestamp);
   }
 
-  private build(): BullInsert | null {
-    const template = this.capture(ID_STAND_IN, TIMESTAMP_STAND_IN);
+  private build(): CompiledInsert | null {
+    const template = compile(this.capture(ID_STAND_IN, TIMESTAMP_STAND_IN));
     const probe = { id: 'graft-template-probe', timestamp: 1_700_000_000_456 };
     const filled = fill(template, probe.id, probe.timestamp);
     const real = this.capture(probe.id, probe.timestamp);
@@ -130,13 +130,44 @@ export class BullInsertTemplate<D> {
   }
 }
 
-function fill(template: BullInsert, jobId: string, timestamp: number): BullInsert {
+/** A slot of a compiled template: the job id, or the timestamp. */
+const ID = 0;
+const TIMESTAMP = 1;
+type Piece = string | typeof ID | typeof TIMESTAMP;
+
+/** The template cut at its stand-ins once, so that filling it in is a concatenation per value. */
+interface CompiledInsert {
+  keys: Piece[][];
+  args: Piece[][];
+}
+
+function cut(text: string): Piece[] {
+  const pieces: Piece[] = [];
+  text.split(ID_STAND_IN).forEach((part, i) => {
+    if (i > 0) pieces.push(ID);
+    part.split(String(TIMESTAMP_STAND_IN)).forEach((literal, j) => {
+      if (j > 0) pieces.push(TIMESTAMP);
+      if (literal !== '') pieces.push(literal);
+    });
+  });
+  return pieces;
+}
+
+function compile(template: BullInsert): CompiledInsert {
+  return { keys: template.keys.map(cut), args: template.args.map(cut) };
+}
+
+function join(pieces: Piece[], id: string, timestamp: string): string {
+  let text = '';
+  for (const piece of pieces) text += piece === ID ? id : piece === TIMESTAMP ? timestamp : piece;
+  return text;
+}
+
+function fill(template: CompiledInsert, jobId: string, timestamp: number): BullInsert {
   // The id sits inside JSON strings in the arguments (escaped as JSON would) and raw in keys.
   const idInJson = JSON.stringify(jobId).slice(1, -1);
-  return {
-    keys: template.keys.map((key) => key.split(ID_STAND_IN).join(jobId)),
-    args: template.args.map((arg) => arg.split(ID_STAND_IN).join(idInJson).split(String(TIMESTAMP_STAND_IN)).join(String(timestamp))),
-  };
+  const time = String(timestamp);
+  return { keys: template.keys.map((key) => join(key, jobId, time)), args: template.args.map((arg) => join(arg, idInJson, time)) };
 }
 
 function sameJson(a: string, b: string): boolean {
