@@ -53,8 +53,13 @@ export function rowsFromNpy(body: Buffer): RowsInput {
   return { kind: 'rows', x: float32Copy(data, dtype), count, dims };
 }
 
-/** The values as a Float32Array of their own (a Buffer's offset need not be aligned; float64 is narrowed). */
+/**
+ * The values as a Float32Array: float32 bytes at an aligned offset are read in place (the body is
+ * this request's own; the coalescer copies it into its batch anyway), anything else is copied to an
+ * aligned array of its own (a Buffer's offset need not be aligned; float64 is narrowed).
+ */
 function float32Copy(bytes: Buffer, dtype: 'f4' | 'f8'): Float32Array {
+  if (dtype === 'f4' && bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
   const copy = new Uint8Array(bytes); // aligned, owned
   return dtype === 'f4' ? new Float32Array(copy.buffer) : Float32Array.from(new Float64Array(copy.buffer));
 }

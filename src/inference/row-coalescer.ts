@@ -54,14 +54,17 @@ export class RowCoalescer {
 
   private send(group: Group): void {
     const { waiting } = group;
-    const x = new Float32Array(waiting.reduce((n, w) => n + w.input.x.length, 0));
     const parts: RowsPart[] = [];
     let offset = 0;
     for (const { input } of waiting) {
-      x.set(input.x, offset);
       parts.push({ offset, length: input.x.length, count: input.count, dims: input.dims, maxCount: input.maxCount });
       offset += input.x.length;
     }
+    // A lone request's own array goes as it is when it owns its whole buffer (the structured
+    // clone copies a view's entire buffer): one allocation and copy fewer per request.
+    const lone = waiting.length === 1 ? waiting[0].input.x : null;
+    const x = lone && lone.byteOffset === 0 && lone.byteLength === lone.buffer.byteLength ? lone : new Float32Array(offset);
+    if (x !== lone) waiting.forEach(({ input }, i) => x.set(input.x, parts[i].offset));
     group.child.call<RowsResult>({ op: 'rows', task: { dir: group.dir, checkpoint: group.checkpoint, layer: group.layer, x, parts, othersInFlight: Math.max(0, this.inFlight() - parts.length) } }, { now: true }).then(
       (result) => answer(group.checkpoint, waiting, result),
       (err: unknown) => {
