@@ -87,6 +87,21 @@ export type CancelOutcome = 'cancelled' | 'requested' | 'finishing' | 'missing' 
 /** ok = keep going; lost = another attempt owns the job; cancelled = a cancel is pending. */
 export type PollOutcome = 'ok' | 'lost' | 'cancelled' | 'missing' | JobStatus;
 
+/** The spec of each job this process has just created, as the JSON create.lua stored (see jobJson). */
+const createdSpecJson = new WeakMap<Job, string>();
+
+/**
+ * A job as JSON. A job this process has just created (the 202 of a submission) reuses its spec's
+ * JSON, already built for create.lua, instead of serializing the spec a second time: the spec is
+ * most of the record. The spec sits after the record's scalar fields, so the first `"spec":0` is
+ * its placeholder (a string field holding those characters would have its quotes escaped).
+ */
+export function jobJson(job: Job): string {
+  const spec = createdSpecJson.get(job);
+  if (spec === undefined) return JSON.stringify(job);
+  return JSON.stringify({ ...job, spec: 0 }).replace('"spec":0', () => `"spec":${spec}`);
+}
+
 export class JobStore {
   readonly keys: JobKeys;
   readonly events: JobEvents;
@@ -136,9 +151,13 @@ export class JobStore {
     const output = outputOf(spec);
     const keys = this.keys.createKeys(id, output, tenant);
     keys.push(...(enqueue?.keys ?? NO_BULL_KEYS));
-    const args = [id, spec.type, job.createdAt, JSON.stringify(spec), this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, tenant, limits.maxActiveJobs, MAX_PRIORITY, output === '' ? '0' : '1', audit?.stream ?? '', audit?.minId ?? '', ...(enqueue?.args ?? NO_BULL_ARGS), ...(audit?.fields ?? [])];
+    const specJson = JSON.stringify(spec);
+    const args = [id, spec.type, job.createdAt, specJson, this.keys.jobPrefix, UPLOAD_HOLDER_PREFIX, tenant, limits.maxActiveJobs, MAX_PRIORITY, output === '' ? '0' : '1', audit?.stream ?? '', audit?.minId ?? '', ...(enqueue?.args ?? NO_BULL_ARGS), ...(audit?.fields ?? [])];
     const reply = (await this.scripts.run('create', keys, args)) as [number, string | number, ...(string | number)[]];
-    if (reply[0] === 1) return { created: job, priority: Number(reply[2]) };
+    if (reply[0] === 1) {
+      createdSpecJson.set(job, specJson);
+      return { created: job, priority: Number(reply[2]) };
+    }
     if (reply[1] === 'quota') return { quota: { used: Number(reply[2]), limit: Number(reply[3]) } };
     if (reply[1] === 'enqueue') throw new Error(`BullMQ refused to add job ${id} (its error code ${reply[2]}); nothing was recorded.`);
     return { reserved: true };

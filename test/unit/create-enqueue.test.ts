@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { BullInsertTemplate, captureBullInsert } from '../../src/jobs/bull-insert';
 import { JobQueue, TRAIN_JOB_NAME, type TrainJobData } from '../../src/jobs/job-queue';
 import { QUEUED_EVENT_ID } from '../../src/jobs/job-events';
-import { JobStore } from '../../src/jobs/job-store';
+import { jobJson, JobStore } from '../../src/jobs/job-store';
 import { withDefaults, type JobSpec } from '../../src/spec/schema';
 import { deleteQueueKeys, TEST_REDIS_URL, uniqueQueueName, waitFor } from '../helpers/env';
 
@@ -93,6 +93,17 @@ describe('create.lua enqueues with BullMQ in the same step', () => {
       expect(await queue.queue.getJob(id)).toBeUndefined();
     }
     expect(await queue.queue.getJobCounts('prioritized')).toEqual({ prioritized: 2 });
+  });
+
+  it("a created job's JSON reuses the spec JSON create.lua stored, and is exactly JSON.stringify's", async () => {
+    const outcome = await submit('json-1', 'acme', 'a "quoted" \\ name');
+    if (!('created' in outcome)) throw new Error('not created');
+    const job = outcome.created;
+    expect(jobJson(job)).toBe(JSON.stringify(job));
+    expect(JSON.parse((await redis.hget(store.keys.job('json-1'), 'spec'))!)).toEqual(job.spec);
+    // A record read back (not created here) is serialized as it is.
+    const read = (await store.get('json-1'))!;
+    expect(jobJson(read)).toBe(JSON.stringify(read));
   });
 
   it('without an insert, create only records (the scripts tests use it so)', async () => {

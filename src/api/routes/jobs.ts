@@ -4,7 +4,8 @@ import { Type } from 'typebox';
 import { JobPlanSchema } from '../../spec/plan';
 import { SubmittedSpecSchema } from '../../spec/schema';
 import type { FastifyReply } from 'fastify';
-import { ErrorBodySchema, JOB_STATUSES, JobSchema, TERMINAL_STATUSES } from '../../jobs/types';
+import { ErrorBodySchema, JOB_STATUSES, JobSchema, TERMINAL_STATUSES, type Job } from '../../jobs/types';
+import { jobJson } from '../../jobs/job-store';
 import type { ApiLimits } from '../app';
 import { ErrorResponseSchema } from '../schemas/errors';
 import type { AppDeps } from '../services';
@@ -48,7 +49,7 @@ const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64, pa
  * fast-json-stringify validate the whole spec with Ajv to pick a branch, on every submission
  * (a tenth of the API's time under bench:api). The response schema still documents it.
  */
-const serializeJob = (job: unknown) => JSON.stringify(job);
+const serializeJob = (job: Job) => jobJson(job);
 
 export const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLimits }> = async (app, { deps, limits }) => {
   // Open event streams end when the server closes (clients reconnect with Last-Event-ID), so a
