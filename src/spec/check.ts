@@ -3,6 +3,7 @@ import { checkHeadLayer } from './heads';
 import { preprocessErrors } from './preprocess';
 import { compileUserRegex } from './regex';
 import type { JobSpec } from './schema';
+import { reservedNameError } from '../storage/names';
 
 /**
  * Checks of a schema-valid spec that need no storage: the rules that tie fields together and
@@ -16,6 +17,7 @@ export function checkSpec(spec: JobSpec): GraftError[] {
     ...headErrors(spec),
     ...validationSplitErrors(spec),
     ...preprocessErrors(spec.dataset.preprocess, spec.training?.augment),
+    ...[reservedNameError(spec.output.checkpoint, '/output/checkpoint')].filter((e) => e !== null),
   ];
 }
 

@@ -28,6 +28,29 @@ export function assertValidName(name: unknown, param: string): string {
 }
 
 /**
+ * Names a tenant may not give its own datasets and checkpoints: `/v1/checkpoints/public/...` and
+ * `/v1/datasets/public/...` are the shared namespace's routes, so an object of one's own named
+ * `public` has its archive path (`/v1/checkpoints/public/archive`) taken by them. Existing objects
+ * keep working as far as the routes allow; new ones are refused when created.
+ */
+export const RESERVED_NAMES: ReadonlySet<string> = new Set(['public']);
+
+/** The ValidationError for a reserved name, or null. */
+export function reservedNameError(name: string, param: string): ValidationError | null {
+  return RESERVED_NAMES.has(name)
+    ? new ValidationError('reserved_name', `"${name}" is reserved: /v1/checkpoints/${name}/... and /v1/datasets/${name}/... are the shared namespace. Pick another name.`, param)
+    : null;
+}
+
+/** A valid name for a new dataset or checkpoint of one's own (see RESERVED_NAMES). */
+export function assertCreatableName(name: unknown, param: string): string {
+  const valid = assertValidName(name, param);
+  const reserved = reservedNameError(valid, param);
+  if (reserved) throw reserved;
+  return valid;
+}
+
+/**
  * Resolves `parts` under `root` and refuses anything that would land outside it. Names are
  * validated before they get here; this is the second line of defence.
  */

@@ -8,7 +8,7 @@ import { detectArchiveType, extractArchive } from './archive';
 import type { CheckpointCatalog, CheckpointDescription } from './checkpoints';
 import { describeDatasetFolder, type DatasetCatalog, type DatasetDescription, type DatasetLimits } from './datasets';
 import { DataLayout, renameNoReplace } from './layout';
-import { assertValidName } from './names';
+import { assertCreatableName } from './names';
 import { UploadBudget, type UploadLimits, type UploadTicket } from './upload-budget';
 
 export { TooManyUploadsError, uploadLimits, type UploadLimits } from './upload-budget';
@@ -166,7 +166,7 @@ export class UploadService {
       }
     }
     if (name === undefined) throw new ValidationError('missing_field', 'The form field `name` is required.', '/name');
-    assertValidName(name, '/name');
+    assertCreatableName(name, '/name');
     if (files.length === 0) throw new ValidationError('missing_file', 'Attach the data as a file part (a .zip or .tar.gz archive).', '/file');
     // Unpacking writes at least as much again as the archives hold.
     await this.budget.ensureRoom(counter.total);

@@ -124,6 +124,12 @@ describe('uploads', () => {
     await expect(fs.stat(path.join(sandbox, 'evil.txt'))).rejects.toThrow();
   });
 
+  it.each(['/v1/datasets', '/v1/checkpoints'])('%s refuses the reserved name "public" (its routes are the shared namespace)', async (route) => {
+    const res = await upload(route, 'public', tarGz([{ name: 'a.txt', content: 'x' }]));
+    expect([res.status, res.body.error.code, res.body.error.param]).toEqual([400, 'reserved_name', '/name']);
+    expect(res.body.error.message).toMatch(/shared namespace/);
+  });
+
   it('gives the expected codes for the main attacks', async () => {
     const codes = async (send: () => request.Test) => {
       const r = await send();

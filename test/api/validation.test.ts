@@ -107,6 +107,8 @@ for (const n of ['a/b/c', 'Public/mnist', 'public/', '/mnist', 'public/../x']) {
   add(`dataset reference ${JSON.stringify(n)}`, withValue('/dataset/name', n), { status: 400, code: 'invalid_name', param: '/dataset/name' });
   add(`source reference ${JSON.stringify(n)}`, withValue('/source/checkpoint', n), { status: 400, code: 'invalid_name', param: '/source/checkpoint' });
 }
+// `public` is a valid name but the shared namespace's route segment: no new object of one's own may take it.
+add('output name "public" (reserved)', withValue('/output/checkpoint', 'public'), { status: 400, code: 'reserved_name', param: '/output/checkpoint' });
 add('dataset of another namespace', withValue('/dataset/name', 'a/b'), { status: 422, code: 'dataset_not_found', param: '/dataset/name' });
 add('source of another namespace', withValue('/source/checkpoint', 'a/b'), { status: 422, code: 'checkpoint_not_found', param: '/source/checkpoint' });
 
