@@ -40,7 +40,9 @@ export class TenantQuotas {
 
   /** The effective quotas of `tenant`; `recent`: overrides read up to QUOTA_RECHECK_MS ago will do. */
   async get(tenant: string, opts: { recent?: boolean } = {}): Promise<QuotaValues> {
-    const overrides = opts.recent ? await this.recent.fetch(tenant) : undefined;
+    // An admin's change deletes the entry, which aborts a fetch in flight ("deleted"): this asker
+    // then reads for itself (a Redis error surfaces from that read, not from the abort).
+    const overrides = opts.recent ? await this.recent.fetch(tenant).catch(() => undefined) : undefined;
     return { ...this.defaults, ...(overrides ?? (await this.overrides(tenant))) };
   }
 

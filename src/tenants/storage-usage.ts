@@ -40,7 +40,10 @@ export class StorageUsage {
       this.recent.set(tenant, fresh);
       return fresh;
     }
-    return (await this.recent.fetch(tenant)) ?? this.measure(tenant);
+    // A fresh measurement stored meanwhile (an upload's, above) aborts this fetch with "replaced"
+    // (lru-cache cancels a fetch whose entry is set): this asker then measures for itself. That
+    // abort reached a submission as a 500 when it raced an upload.
+    return (await this.recent.fetch(tenant).catch(() => undefined)) ?? this.measure(tenant);
   }
 
   private async measure(tenant: string): Promise<UsageBytes> {
