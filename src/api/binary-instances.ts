@@ -25,7 +25,7 @@ const bad = (message: string) => new ValidationError('invalid_body', message, '/
 /** A raw float32 body: `count` unknown here (the inference process knows the model's input size). */
 export function rowsFromFloat32(body: Buffer, maxCount: number): RowsInput {
   if (body.length === 0 || body.length % 4 !== 0) throw bad(`An ${RAW_FLOAT32_TYPE} body holds little-endian float32 values (4 bytes each); this one has ${body.length} bytes.`);
-  return { kind: 'rows', x: float32Copy(body, 'f4'), count: null, dims: null, maxCount };
+  return { kind: 'rows', x: float32Values(body, 'f4'), count: null, dims: null, maxCount };
 }
 
 /** A .npy body: its shape gives the instance count and each instance's dims. */
@@ -50,7 +50,7 @@ export function rowsFromNpy(body: Buffer): RowsInput {
   const width = dtype === 'f4' ? 4 : 8;
   if (data.length !== values * width) throw bad(`The .npy array of shape (${shape.join(', ')}) needs ${values * width} bytes of data; the body has ${data.length}.`);
   const [count, ...dims] = shape.length === 1 ? [1, shape[0]] : shape;
-  return { kind: 'rows', x: float32Copy(data, dtype), count, dims };
+  return { kind: 'rows', x: float32Values(data, dtype), count, dims };
 }
 
 /**
@@ -58,7 +58,7 @@ export function rowsFromNpy(body: Buffer): RowsInput {
  * this request's own; the coalescer copies it into its batch anyway), anything else is copied to an
  * aligned array of its own (a Buffer's offset need not be aligned; float64 is narrowed).
  */
-function float32Copy(bytes: Buffer, dtype: 'f4' | 'f8'): Float32Array {
+function float32Values(bytes: Buffer, dtype: 'f4' | 'f8'): Float32Array {
   if (dtype === 'f4' && bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
   const copy = new Uint8Array(bytes); // aligned, owned
   return dtype === 'f4' ? new Float32Array(copy.buffer) : Float32Array.from(new Float64Array(copy.buffer));
