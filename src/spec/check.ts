@@ -17,8 +17,14 @@ export function checkSpec(spec: JobSpec): GraftError[] {
     ...headErrors(spec),
     ...validationSplitErrors(spec),
     ...preprocessErrors(spec.dataset.preprocess, spec.training?.augment),
-    ...[reservedNameError(spec.output.checkpoint, '/output/checkpoint')].filter((e) => e !== null),
+    ...outputNameErrors(spec),
   ];
+}
+
+/** The output is a new checkpoint of one's own: a reserved name (storage/names.ts) cannot be it. */
+function outputNameErrors(spec: JobSpec): GraftError[] {
+  const reserved = reservedNameError(spec.output.checkpoint, '/output/checkpoint');
+  return reserved ? [reserved] : [];
 }
 
 /** A transfer job restores a source and may re-head it; it does not build from scratch. */
