@@ -71,7 +71,12 @@ export const ConfigSchema = Type.Object({
   CONFUSION_MATRIX_MAX_CLASSES: Type.Integer({ minimum: 0, default: 100, description: 'Evaluation keeps a confusion matrix only up to this many classes (above it the matrix is null; per-class accuracy is still reported).' }),
   INFERENCE_PROCESSES: Type.Integer({ minimum: 1, maximum: 64, default: 1, description: 'Inference child processes each API process forks (on the first prediction) to run POST /v1/checkpoints/{name}/predict; a checkpoint is always served by the same one.' }),
   INFERENCE_MAX_CONCURRENT: Type.Integer({ minimum: 1, maximum: 100_000, default: 256, description: 'Prediction requests one API process has in flight at once; more get 429 with Retry-After.' }),
-  INFERENCE_BATCH_WINDOW_MS: Type.Number({ minimum: 0, maximum: 1000, default: 1, description: 'Micro-batching: an inference process waits at most this long after a request for more requests to the same model, then runs them as one batch.' }),
+  INFERENCE_BATCH_WINDOW_MS: Type.Number({
+    minimum: 0,
+    maximum: 1000,
+    default: 0,
+    description: 'Micro-batching: an inference process waits at most this long after a request for more requests to the same model, then runs them as one batch. 0 (the default): no wait; what arrives while a batch runs still forms the next batch.',
+  }),
   INFERENCE_MAX_BATCH: Type.Integer({ minimum: 1, maximum: 4096, default: 32, description: 'Micro-batching: most instances run through a model in one call; a full batch runs at once.' }),
   INFERENCE_MODEL_CACHE: Type.Integer({ minimum: 1, maximum: 1000, default: 8, description: 'Loaded models each inference process keeps (least recently used evicted first), keyed by checkpoint content hash.' }),
   INFERENCE_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000, description: 'Longest one prediction request may take in an inference process (model load included); past it 503 inference_timeout.' }),
