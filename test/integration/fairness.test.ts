@@ -131,7 +131,11 @@ describe('per-tenant concurrency limit with WORKER_CONCURRENCY 2', () => {
 
   it("runs A's jobs one at a time, spends no attempt putting them back, and gives the free slot to B", async () => {
     const a: string[] = [];
-    for (let i = 0; i < 3; i++) a.push(await submit(t.app, 'tenant-a', `a-${i}`, 2));
+    // A's jobs run three times longer than B's. B is picked up only after the second slot has put
+    // A's other two jobs back; when that took longer than one of A's jobs (as short as B's, they
+    // ran under a second), B could start after A's first job ended and finish before A's next one
+    // came back from its delay, and the overlap below was missed (it failed once in a loaded CI run).
+    for (let i = 0; i < 3; i++) a.push(await submit(t.app, 'tenant-a', `a-${i}`, 6));
     const b = await submit(t.app, 'tenant-b', 'b-0', 2);
     const all = await waitFor(
       async () => {
