@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
+import { drive, pickLoadGenerator, type LoadRequest, type LoadResult } from './load';
 import { freePort, median, stopProcess, waitForHttp } from './servers';
 import * as tf from '@tensorflow/tfjs';
 import { Redis } from 'ioredis';
@@ -17,8 +18,9 @@ import { buildSeedNetwork } from './kernels';
 /**
  * `npm run bench:predict` (issue 12): POST /v1/checkpoints/{name}/predict through the real HTTP
  * route of a real API process (its inference child runs TensorFlow.js with the training backend),
- * driven by autocannon, against a bare TensorFlow.js loop calling model.predict on batches of 32
- * in this process, same run, same backend:
+ * against a bare TensorFlow.js loop calling model.predict on batches of 32
+ * in this process, same run, same backend. The load generator is wrk when installed, else autocannon
+ * (bench/load.ts: it shares the machine with the server, and wrk costs it half as much CPU):
  *   the seed digit classifier, one 28×28 image per request, as JSON and as raw float32 bytes:
  *     1 client (p50 ≤ 5 ms, p99 ≤ 25 ms) and 32 clients (images/s ≥ 0.5× the bare batched loop);
  *   the same as a PNG file (multipart: decoded with sharp in the inference process), 1 client;
@@ -27,15 +29,17 @@ import { buildSeedNetwork } from './kernels';
  *   check would (a client asking as fast as it can would itself be load: 2,800 requests/s here).
  * The bare loop runs while the API is idle (it would otherwise compete for the same cores). The
  * machine's speed drifts by tens of percent within a minute (a shared 2-core VM), so each
- * 32-client digits row is ROUNDS alternations of [bare loop, HTTP run] and reports the median
- * of the rounds' ratios (each round's two figures taken seconds apart), with every round printed.
+ * 32-client digits row is ROUNDS alternations of [bare loop, HTTP run] (ROUND_BARE_SECONDS and
+ * ROUND_HTTP_SECONDS: short, so each round's two figures are taken seconds apart) and reports the
+ * median of the rounds' ratios, with every round printed.
  * Writes bench/results/predict.json.
  */
 const DURATION_S = Number(process.env.BENCH_SECONDS ?? 10);
 const WARMUP_S = 2;
 const BARE_SECONDS = 5;
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const ROUND_BARE_SECONDS = 3;
+const ROUND_HTTP_SECONDS = 6;
 const BATCH = 32;
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -43,9 +47,10 @@ const TARGETS = { p50Ms: 5, p99Ms: 25, throughputRatio: 0.5, healthP99Ms: 100 };
 const MOBILENET_SIZE = 224;
 const HEALTH_PROBES_PER_SECOND = 10;
 
-function run(opts: autocannon.Options): Promise<autocannon.Result> {
+/** GET /healthz, HEALTH_PROBES_PER_SECOND, for `seconds`: its p99 in ms (autocannon: wrk cannot pace requests). */
+function probeHealth(url: string, seconds: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    autocannon({ duration: DURATION_S, ...opts }, (err, result) => (err ? reject(err) : resolve(result)));
+    autocannon({ url: `${url}/healthz`, connections: 1, connectionRate: HEALTH_PROBES_PER_SECOND, duration: seconds }, (err, result) => (err ? reject(err) : resolve(result.latency.p99)));
   });
 }
 
@@ -81,6 +86,8 @@ async function bareLoop(model: tf.LayersModel, inputShape: number[], batch: numb
   }
 }
 
+const round2 = (ms: number) => Math.round(ms * 100) / 100;
+
 function multipart(file: Buffer, filename: string): { body: Buffer; contentType: string } {
   const boundary = '----graftbench';
   const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="${filename}"\r\nContent-Type: image/png\r\n\r\n`);
@@ -90,10 +97,11 @@ function multipart(file: Buffer, filename: string): { body: Buffer; contentType:
 interface Row {
   name: string;
   clients: number;
-  result: autocannon.Result;
-  health?: autocannon.Result;
+  result: LoadResult;
+  /** /healthz p99 (ms) while the row ran. */
+  health?: number;
   /** Alternated rounds: each round's bare loop (images/s) and HTTP run. */
-  rounds?: { bare: number; result: autocannon.Result; health?: autocannon.Result }[];
+  rounds?: { bare: number; result: LoadResult; health: number }[];
 }
 
 
@@ -117,6 +125,7 @@ async function main(): Promise<void> {
   const layout = new DataLayout(dataDir);
   await layout.ensure();
   const backend = await initBackend('auto');
+  const loadGenerator = pickLoadGenerator();
 
   // The seed digit classifier (weights do not change the cost) and a MobileNet-sized network.
   const digits = buildSeedNetwork();
@@ -146,32 +155,33 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   try {
     await waitForHttp(`${url}/healthz`, server);
-    const json = { method: 'POST' as const, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ instances: [digit] }) };
-    const float32 = { method: 'POST' as const, headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from(Float32Array.from(digit).buffer) };
+    const json: LoadRequest = { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ instances: [digit] }) };
+    const float32: LoadRequest = { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from(Float32Array.from(digit).buffer) };
     const digitFile = multipart(digitPng, 'digit.png');
     const photoFile = multipart(photoPng, 'photo.png');
-    const asFile = (f: { body: Buffer; contentType: string }) => ({ method: 'POST' as const, headers: { 'content-type': f.contentType }, body: f.body });
+    const asFile = (f: { body: Buffer; contentType: string }): LoadRequest => ({ method: 'POST', headers: { 'content-type': f.contentType }, body: f.body });
     const check = await fetch(`${url}/v1/checkpoints/digits/predict`, { method: 'POST', headers: json.headers, body: json.body });
     if (check.status !== 200) throw new Error(`predict refused: ${check.status} ${await check.text()}`);
 
-    const measure = async (name: string, path: string, req: object, clients: number, withHealth = false) => {
-      await run({ url: `${url}${path}`, connections: clients, ...req, duration: WARMUP_S });
-      const health = withHealth ? run({ url: `${url}/healthz`, connections: 1, connectionRate: HEALTH_PROBES_PER_SECOND }) : undefined;
-      const result = await run({ url: `${url}${path}`, connections: clients, ...req });
+    const measure = async (name: string, path: string, req: LoadRequest, clients: number, withHealth = false) => {
+      await drive(loadGenerator, `${url}${path}`, req, clients, WARMUP_S);
+      const health = withHealth ? probeHealth(url, DURATION_S) : undefined;
+      const result = await drive(loadGenerator, `${url}${path}`, req, clients, DURATION_S);
       rows.push({ name, clients, result, health: health && (await health) });
     };
     /** 32 clients against the bare loop, alternated (see the header); the median round stands for the row. */
-    const alternate = async (name: string, req: object) => {
-      await run({ url: `${url}/v1/checkpoints/digits/predict`, connections: 32, ...req, duration: WARMUP_S });
+    const alternate = async (name: string, req: LoadRequest) => {
+      const predictUrl = `${url}/v1/checkpoints/digits/predict`;
+      await drive(loadGenerator, predictUrl, req, 32, WARMUP_S);
       const rounds: NonNullable<Row['rounds']> = [];
       for (let r = 0; r < ROUNDS; r++) {
         const bare = await bareLoop(digits, [28, 28, 1], BATCH, ROUND_BARE_SECONDS);
-        const health = run({ url: `${url}/healthz`, connections: 1, connectionRate: HEALTH_PROBES_PER_SECOND });
-        const result = await run({ url: `${url}/v1/checkpoints/digits/predict`, connections: 32, ...req });
+        const health = probeHealth(url, ROUND_HTTP_SECONDS);
+        const result = await drive(loadGenerator, predictUrl, req, 32, ROUND_HTTP_SECONDS);
         rounds.push({ bare, result, health: await health });
       }
-      const mid = median(rounds.map((r) => r.result.requests.average / r.bare));
-      const chosen = rounds.find((r) => r.result.requests.average / r.bare === mid)!;
+      const mid = median(rounds.map((r) => r.result.requestsPerSecond / r.bare));
+      const chosen = rounds.find((r) => r.result.requestsPerSecond / r.bare === mid)!;
       rows.push({ name, clients: 32, result: chosen.result, health: chosen.health, rounds });
     };
     await measure('digits, JSON 28×28', '/v1/checkpoints/digits/predict', json, 1);
@@ -190,20 +200,19 @@ async function main(): Promise<void> {
 
   const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
   const out = rows.map((r) => {
-    const errors = r.result.non2xx + r.result.errors + r.result.timeouts;
     const bare = r.rounds ? median(r.rounds.map((round) => round.bare)) : r.name.startsWith('MobileNet') ? bareMobilenet : bareDigits;
-    const ratio = r.rounds ? median(r.rounds.map((round) => round.result.requests.average / round.bare)) : r.result.requests.average / bare;
+    const ratio = r.rounds ? median(r.rounds.map((round) => round.result.requestsPerSecond / round.bare)) : r.result.requestsPerSecond / bare;
     return {
       model: r.name,
       clients: r.clients,
-      imagesPerSecond: r.result.requests.average,
+      imagesPerSecond: r.result.requestsPerSecond,
       bareBatch32ImagesPerSecond: bare,
       ratio,
-      p50Ms: r.result.latency.p50,
-      p99Ms: r.result.latency.p99,
-      healthzP99Ms: r.rounds ? Math.max(...r.rounds.map((round) => round.health?.latency.p99 ?? 0)) : (r.health?.latency.p99 ?? null),
-      errors: errors + (r.rounds ?? []).reduce((n, round) => n + round.result.non2xx + round.result.errors + round.result.timeouts, 0),
-      rounds: r.rounds?.map((round) => ({ bareBatch32ImagesPerSecond: round.bare, imagesPerSecond: round.result.requests.average, ratio: round.result.requests.average / round.bare, p99Ms: round.result.latency.p99 })),
+      p50Ms: round2(r.result.p50Ms),
+      p99Ms: round2(r.result.p99Ms),
+      healthzP99Ms: r.rounds ? Math.max(...r.rounds.map((round) => round.health)) : (r.health ?? null),
+      errors: r.result.errors + (r.rounds ?? []).reduce((n, round) => n + round.result.errors, 0),
+      rounds: r.rounds?.map((round) => ({ bareBatch32ImagesPerSecond: round.bare, imagesPerSecond: round.result.requestsPerSecond, ratio: round.result.requestsPerSecond / round.bare, p99Ms: round2(round.result.p99Ms) })),
     };
   });
   const digits1 = out.find((r) => r.model.startsWith('digits, JSON') && r.clients === 1)!;
@@ -218,7 +227,7 @@ async function main(): Promise<void> {
     healthz: healthWorst <= TARGETS.healthP99Ms,
     noErrors: out.every((r) => r.errors === 0),
   };
-  console.log(`\ngraft predictions — backend ${backend}, ${DURATION_S} s per row, ${os.cpus().length} cores, load average ${load}, node ${process.version}\n`);
+  console.log(`\ngraft predictions — backend ${backend}, load generator ${loadGenerator}, ${DURATION_S} s per row (32-client rows: ${ROUNDS} rounds of ${ROUND_BARE_SECONDS} s bare + ${ROUND_HTTP_SECONDS} s HTTP), ${os.cpus().length} cores, load average ${load}, node ${process.version}\n`);
   console.log('| model, one image per request | clients | images/s | bare predict, batch 32 (images/s) | ratio | p50 / p99 ms | /healthz p99 ms | errors |');
   console.log('|---|---|---|---|---|---|---|---|');
   for (const r of out) {
@@ -231,7 +240,7 @@ async function main(): Promise<void> {
   await fs.mkdir(path.join(ROOT, 'bench', 'results'), { recursive: true });
   await fs.writeFile(
     path.join(ROOT, 'bench', 'results', 'predict.json'),
-    JSON.stringify({ backend, durationSeconds: DURATION_S, cores: os.cpus().length, loadAverage: os.loadavg(), targets: TARGETS, verdicts, results: out, measuredAt: new Date().toISOString() }, null, 2) + '\n',
+    JSON.stringify({ backend, loadGenerator, durationSeconds: DURATION_S, rounds: { count: ROUNDS, bareSeconds: ROUND_BARE_SECONDS, httpSeconds: ROUND_HTTP_SECONDS }, cores: os.cpus().length, loadAverage: os.loadavg(), targets: TARGETS, verdicts, results: out, measuredAt: new Date().toISOString() }, null, 2) + '\n',
   );
   process.exitCode = Object.values(verdicts).every(Boolean) ? 0 : 1;
 }
