@@ -18,7 +18,7 @@ export const ConfigSchema = Type.Object({
   GRAFT_ADMIN_KEY: Type.Optional(Type.String({ minLength: 32, description: 'An admin API key of the default tenant, accepted without a Redis lookup (bootstrap; prefer GRAFT_ADMIN_KEY_FILE).' })),
   GRAFT_ADMIN_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'A file whose content is the bootstrap admin key (default DATA_DIR/.secrets/admin.key); when missing, the API creates it once (mode 0600) with a new key.' })),
   AUTH_CACHE_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000, description: 'How long an API process remembers a key lookup; revocations also reach every process at once over Redis pub/sub.' }),
-  RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 0, default: 1200, description: 'Requests one API key (or, without a key, one IP) may make to /v1 per minute across all API processes; more get 429 rate_limited. 0 disables.' }),
+  RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 0, default: 1200, description: 'Requests one API key (or, without a key or with a refused one, one IP) may make to /v1 per minute across all API processes; more get 429 rate_limited. 0 disables.' }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis connection URL (redis:// or rediss://).' })),
   DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'The volume: tenants/<tenant>/datasets/ and tenants/<tenant>/checkpoints/ live here.' }),
   GRAFT_BACKEND: Type.Enum([...BACKEND_PREFERENCES], {

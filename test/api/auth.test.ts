@@ -310,6 +310,26 @@ describe('two API processes sharing one Redis', () => {
     expect((await a.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(other.key) })).statusCode).toBe(200);
     expect((await a.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
   });
+
+  it('count refused keys against their IP, so guessing keys is rate-limited too (429 after the budget, not 401 forever)', async () => {
+    env = await makeTestEnv({ GRAFT_AUTH: 'required', GRAFT_ADMIN_KEY: ADMIN_KEY, RATE_LIMIT_PER_MINUTE: '4' });
+    const [a, b] = [await instance(env), await instance(env)];
+    const k = await createKey(a, { tenant: 'acme', role: 'member', name: 'honest' });
+    const guesses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const res = await (i % 2 ? b : a).inject({ method: 'GET', url: '/v1/jobs', headers: i === 3 ? {} : bearer(`graft_guess_${i}`) });
+      guesses.push(res.statusCode);
+      expect(res.headers['x-ratelimit-remaining']).toBe(String(3 - i));
+    }
+    // Wrong keys and a missing one alike: 401 within the budget, shared by every API process.
+    expect(guesses).toEqual([401, 401, 401, 401]);
+    const over = await b.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(k.key.slice(0, -1) + (k.key.endsWith('x') ? 'y' : 'x')) });
+    expect(over.statusCode).toBe(429);
+    expect(over.json().error).toMatchObject({ code: 'rate_limited' });
+    expect(Number(over.headers['retry-after'])).toBeGreaterThan(0);
+    // The IP's refused attempts do not spend a real key's budget.
+    expect((await a.inject({ method: 'GET', url: '/v1/jobs', headers: bearer(k.key) })).statusCode).toBe(200);
+  });
 });
 
 describe('bootstrap admin key', () => {

@@ -1,5 +1,6 @@
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { actingPrincipal, checkAccess, requiredAccess } from '../../auth/access';
 import { GraftError, UnauthorizedError } from '../../errors';
 import type { ApiLimits } from '../app';
@@ -22,18 +23,27 @@ export const v1Routes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLim
   // Who is calling and whether its role may do this, before any body is read: a request without
   // a valid key costs no parsing.
   app.decorateRequest('principal', null as never);
+  /** Counts a request that failed authentication against its IP's budget (set below when rate limits are on). */
+  let countUnauthenticated: ((request: FastifyRequest, reply: FastifyReply) => Promise<unknown>) | null = null;
   app.addHook('onRequest', async (request, reply) => {
     try {
       request.principal = actingPrincipal(await deps.auth.authenticate(request.headers), request.headers);
     } catch (err) {
-      if (err instanceof UnauthorizedError) reply.header('www-authenticate', 'Bearer realm="graft"');
+      if (err instanceof UnauthorizedError) {
+        reply.header('www-authenticate', 'Bearer realm="graft"');
+        // The limiter's own hook runs after this one, so a refused key would never be counted and
+        // guessing keys would be unlimited. Counted here by IP (no principal): past the budget the
+        // answer is 429 instead of 401.
+        await countUnauthenticated?.(request, reply);
+      }
       throw err;
     }
     const access = requiredAccess(request.method, request.routeOptions.config?.access);
     checkAccess(request.principal, access, `${request.method} ${request.routeOptions.url ?? request.url}`);
   });
-  // Per key (per IP for the open API), counted in Redis so every API process shares the budget.
-  // Its hook is added to each route below, so it runs after the authentication hook above.
+  // Per key (per IP for the open API and for requests whose key was refused), counted in Redis so
+  // every API process shares the budget. Its hook is added to each route below, so it runs after
+  // the authentication hook above.
   if (limits.rateLimitPerMinute > 0) {
     await app.register(rateLimit, {
       max: limits.rateLimitPerMinute,
@@ -48,6 +58,7 @@ export const v1Routes: FastifyPluginAsyncTypebox<{ deps: AppDeps; limits: ApiLim
           retryAfterSeconds: Math.max(1, Math.ceil(ctx.ttl / 1000)),
         }),
     });
+    countUnauthenticated = app.rateLimit();
   }
   await app.register(jobRoutes, { deps, limits });
   await app.register(checkpointRoutes, { deps });
