@@ -25,6 +25,7 @@ import { DataLayout } from '../storage/layout';
 import { Publisher } from '../storage/publish';
 import { UploadService, uploadLimits, type UploadValidator } from '../storage/uploads';
 import { StorageQuota } from '../tenants/storage-quota';
+import { StorageHolds } from '../tenants/storage-holds';
 import { StorageUsage } from '../tenants/storage-usage';
 import { TenantQuotas } from '../tenants/quotas';
 import { UploadRate } from '../tenants/upload-rate';
@@ -38,6 +39,8 @@ import { PredictionService } from '../inference/prediction-service';
 
 /** How long an Idempotency-Key remembers its job (clients retry within minutes, not days). */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+/** Beyond UPLOAD_CHECK_TIMEOUT_MS, for the rename and the catalog write after the check. */
+const STORAGE_HOLD_MARGIN_MS = 60_000;
 
 /** What the routes need; tests and server.ts build it with createServices. */
 export interface AppDeps {
@@ -103,7 +106,9 @@ export async function createServices(config: Readonly<Config>, logger: Logger, o
     maxActiveJobs: 0,
     maxConcurrentJobs: 0,
   });
-  const storageQuota = new StorageQuota(tenantQuotas, new StorageUsage(layout), new UploadRate(redis, store.keys));
+  // A grant outlives a crashed API process by the longest an upload may take to be verified and installed.
+  const storageHolds = new StorageHolds(redis, store.keys, config.UPLOAD_CHECK_TIMEOUT_MS + STORAGE_HOLD_MARGIN_MS);
+  const storageQuota = new StorageQuota(tenantQuotas, new StorageUsage(layout), new UploadRate(redis, store.keys), storageHolds);
   const storage = preflightStorage(layout, checkpoints, datasets, storageQuota);
   const pool = new UntrustedPool({
     threads: config.POOL_THREADS,

@@ -35,6 +35,9 @@ import { JOB_STATUSES, type JobStatus } from './types';
  *   graft:<q>:audit             stream: the audit log, trimmed by MINID to JOB_RETENTION_SECONDS
  *   graft:<q>:ratelimit:<key>   @fastify/rate-limit counters, one per API key (or IP) and window
  *   graft:<q>:tenant:<t>:uploads:<minute>  uploads the tenant started in that minute (expires)
+ *   graft:<q>:tenant:<t>:storage:holds       hash: upload id → "<bytes>:<expiry ms>", bytes granted to
+ *                               uploads not yet installed (src/tenants/storage-holds.ts)
+ *   graft:<q>:tenant:<t>:storage:generation  counter: moved by every upload's release
  */
 export class JobKeys {
   readonly prefix: string;
@@ -148,6 +151,16 @@ export class JobKeys {
   /** Uploads `tenant` started in the minute `minute` (ms since the epoch / 60000): a fixed-window counter. */
   tenantUploads(tenant: string, minute: number): string {
     return `${this.prefix}:tenant:${tenant}:uploads:${minute}`;
+  }
+
+  /** Bytes granted to `tenant`'s uploads in flight (StorageHolds). */
+  tenantStorageHolds(tenant: string): string {
+    return `${this.prefix}:tenant:${tenant}:storage:holds`;
+  }
+
+  /** Moved by every release of a hold, so a grant can tell that its measurement is stale (StorageHolds). */
+  tenantStorageGeneration(tenant: string): string {
+    return `${this.prefix}:tenant:${tenant}:storage:generation`;
   }
 
   /** BullMQ's hash for the job (exists while BullMQ keeps the job). */

@@ -39,8 +39,11 @@ export interface UploadValidator {
 
 /** The storage quota of a tenant (src/tenants/storage-quota.ts). */
 export interface UploadQuota {
-  /** Throws 403 quota_exceeded if `tenant` storing `bytes` more would go over its quota. */
-  ensureRoom(tenant: string, bytes: number): Promise<void>;
+  /**
+   * Grants `bytes` to an upload of `tenant` until the returned function is called, counting what
+   * concurrent uploads were granted; throws 403 quota_exceeded if they do not fit.
+   */
+  reserve(tenant: string, bytes: number): Promise<() => Promise<void>>;
 }
 
 /** Checkpoint names reserved by queued or running jobs (src/jobs/upload-reservations.ts). */
@@ -102,15 +105,16 @@ export class UploadService {
       const root = new DataLayout(staging).datasetDir(name, '/name');
       await this.unpack(files[0].path, root);
       await this.budget.ensureRoom(0);
-      await this.quota?.ensureRoom(tenant, await folderBytes(root));
-      await this.validator.dataset(staging, name, this.limits.dataset);
-      const description = await describeDatasetFolder(root, name, this.limits.dataset);
-      const target = this.layout.forTenant(tenant).datasetDir(name, '/name');
-      await fs.mkdir(path.dirname(target), { recursive: true }); // a tenant's first dataset
-      await renameNoReplace(root, target, 'dataset');
-      // Described once, here: listing it and submitting jobs on it read the stored description.
-      await datasets.remember(description);
-      return { ...description, tenant };
+      return this.withQuota(tenant, await folderBytes(root), async () => {
+        await this.validator.dataset(staging, name, this.limits.dataset);
+        const description = await describeDatasetFolder(root, name, this.limits.dataset);
+        const target = this.layout.forTenant(tenant).datasetDir(name, '/name');
+        await fs.mkdir(path.dirname(target), { recursive: true }); // a tenant's first dataset
+        await renameNoReplace(root, target, 'dataset');
+        // Described once, here: listing it and submitting jobs on it read the stored description.
+        await datasets.remember(description);
+        return { ...description, tenant };
+      });
     });
   }
 
@@ -138,12 +142,23 @@ export class UploadService {
       // The checkpoint is written once more (with its manifest) when installed.
       const bytes = await folderBytes(dir);
       await this.budget.ensureRoom(bytes);
-      await this.quota?.ensureRoom(tenant, bytes);
-      const uploadId = `upload-${randomUUID()}`;
-      const install = () => this.validator.checkpoint(this.layout.root, name, dir, uploadId, tenant);
-      await (this.reservations ? this.reservations.hold(name, uploadId, install, tenant) : install());
-      return checkpoints.describe(name);
+      return this.withQuota(tenant, bytes, async () => {
+        const uploadId = `upload-${randomUUID()}`;
+        const install = () => this.validator.checkpoint(this.layout.root, name, dir, uploadId, tenant);
+        await (this.reservations ? this.reservations.hold(name, uploadId, install, tenant) : install());
+        return checkpoints.describe(name);
+      });
     });
+  }
+
+  /** Runs `install` with `bytes` of `tenant`'s storage quota granted to it (released once it is in place or has failed). */
+  private async withQuota<T>(tenant: string, bytes: number, install: () => Promise<T>): Promise<T> {
+    const release = await this.quota?.reserve(tenant, bytes);
+    try {
+      return await install();
+    } finally {
+      await release?.();
+    }
   }
 
   /** Streams every part of a multipart request into `staging`; returns the `name` field and the files. */

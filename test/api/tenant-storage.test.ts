@@ -4,11 +4,12 @@ import sharp from 'sharp';
 import request from 'supertest';
 import type { AuditEntry } from '../../src/auth/audit';
 import { DataLayout } from '../../src/storage/layout';
+import { QUOTA_RECHECK_MS } from '../../src/tenants/quotas';
 import { writeMnistIdx } from '../../scripts/mnist-idx';
 import { buildTestApp, type TestApp } from '../helpers/app';
 import { tarGz } from '../helpers/archives';
 import { writeTinyCheckpoint } from '../helpers/checkpoint';
-import { makeTestEnv, type TestEnv } from '../helpers/env';
+import { makeTestEnv, waitFor, type TestEnv } from '../helpers/env';
 import { writeMnistDataset } from '../helpers/fixtures';
 import { TestAuthenticator, testKey } from '../helpers/test-auth';
 
@@ -266,7 +267,24 @@ describe('tenant quotas: storage bytes and uploads per minute', () => {
     // null restores the default.
     const reset = await request(one.app.server).put('/v1/tenants/acme/quotas').set('authorization', ACME_ADMIN).send({ maxStorageBytes: null });
     expect(reset.body.quotas.maxStorageBytes).toBe(env.config.TENANT_MAX_STORAGE_BYTES);
-    expect((await request(two.app.server).post('/v1/plans').set('authorization', ACME).send(spec)).body.errors).toEqual([]);
+    // At once on the process that made the change; on the other within QUOTA_RECHECK_MS (its
+    // submission above cached the overrides it read).
+    expect((await request(one.app.server).post('/v1/plans').set('authorization', ACME).send(spec)).body.errors).toEqual([]);
+    const planOnTwo = async () => (await request(two.app.server).post('/v1/plans').set('authorization', ACME).send(spec)).body.errors.length === 0;
+    await waitFor(planOnTwo, QUOTA_RECHECK_MS + 1000, 'the reset quota on the other API process');
+  }, 60_000);
+
+  it('two concurrent uploads that fit the storage quota alone but not together, on two API processes: one 201, one 403', async () => {
+    const eta = testKey('eta');
+    expect((await upload(one, eta, 'first')).status).toBe(201);
+    const size = (await request(one.app.server).get('/v1/tenants/eta').set('authorization', eta)).body.usage.storageBytes as number;
+    // Room for one more upload and a half: each of the two fits alone.
+    await request(one.app.server).put('/v1/tenants/eta/quotas').set('authorization', ACME_ADMIN).send({ maxStorageBytes: Math.floor(size * 2.5) });
+    const results = await Promise.all([upload(one, eta, 'second'), upload(two, eta, 'third')]);
+    expect(results.map((r) => r.status).sort()).toEqual([201, 403]);
+    expect(results.find((r) => r.status === 403)!.body.error.code).toBe('quota_exceeded');
+    const usage = (await request(two.app.server).get('/v1/tenants/eta').set('authorization', eta)).body.usage.storageBytes as number;
+    expect(usage).toBe(2 * size);
   }, 60_000);
 
   it('uploads per minute are counted across API processes: 429 quota_exceeded with Retry-After', async () => {
