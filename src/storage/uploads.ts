@@ -157,7 +157,9 @@ export class UploadService {
     try {
       return await install();
     } finally {
-      await release?.();
+      // A release that cannot reach Redis must not turn an installed upload into an error: the
+      // hold then lapses on its own (StorageHolds' holdMs), counting a little too much until then.
+      await release?.().catch(() => undefined);
     }
   }
 
