@@ -18,9 +18,9 @@ import { buildSeedNetwork } from './kernels';
 /**
  * `npm run bench:predict` (issue 12): POST /v1/checkpoints/{name}/predict through the real HTTP
  * route of a real API process (its inference child runs TensorFlow.js with the training backend),
- * against a bare TensorFlow.js loop calling model.predict on batches of 32
- * in this process, same run, same backend. The load generator is wrk when installed, else autocannon
- * (bench/load.ts: it shares the machine with the server, and wrk costs it half as much CPU):
+ * against a bare TensorFlow.js loop calling model.predict on batches of 32 in this process, same
+ * run, same backend. The load generator is wrk when installed, else autocannon (bench/load.ts: it
+ * shares the machine with the server, and wrk costs it about half as much CPU per request):
  *   the seed digit classifier, one 28×28 image per request, as JSON and as raw float32 bytes:
  *     1 client (p50 ≤ 5 ms, p99 ≤ 25 ms) and 32 clients (images/s ≥ 0.5× the bare batched loop);
  *   the same as a PNG file (multipart: decoded with sharp in the inference process), 1 client;
