@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { JobKeys } from '../jobs/keys';
 
@@ -32,7 +31,8 @@ const RELEASE = `
 redis.call('HDEL', KEYS[1], ARGV[1])
 return redis.call('INCR', KEYS[2])`;
 
-export type GrantResult = { granted: true; heldByOthers: number } | { granted: false; heldByOthers: number } | { stale: true };
+/** `heldByOthers`: the live holds of other uploads the grant counted; `stale`: measure again. */
+export type GrantResult = { granted: boolean; heldByOthers: number } | { stale: true };
 
 export class StorageHolds {
   constructor(
@@ -60,9 +60,5 @@ export class StorageHolds {
   /** Drops the hold (installed or abandoned) and moves the tenant's generation. */
   async release(tenant: string, holdId: string): Promise<void> {
     await this.redis.eval(RELEASE, 2, this.keys.tenantStorageHolds(tenant), this.keys.tenantStorageGeneration(tenant), holdId);
-  }
-
-  newHoldId(): string {
-    return randomUUID();
   }
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { PUBLIC_TENANT } from '../auth/principal';
 import { UnavailableError } from '../errors';
 import { storageQuotaExceeded } from './quota-errors';
@@ -36,9 +37,8 @@ export class StorageQuota {
    * `recent`: a usage measured up to USAGE_RECHECK_MS ago will do (job submissions; uploads measure).
    */
   async ensureRoom(tenant: string, bytes: number, opts: { recent?: boolean } = {}): Promise<void> {
-    if (tenant === PUBLIC_TENANT) return;
-    const { maxStorageBytes } = await this.quotas.get(tenant, opts);
-    if (maxStorageBytes <= 0) return;
+    const maxStorageBytes = await this.limitOf(tenant, opts);
+    if (maxStorageBytes === null) return;
     const used = (await this.usage.bytes(tenant, opts)).total;
     if (used + bytes > maxStorageBytes) throw storageQuotaExceeded(tenant, used, bytes, maxStorageBytes);
   }
@@ -50,10 +50,9 @@ export class StorageQuota {
    * (StorageHolds).
    */
   async reserve(tenant: string, bytes: number): Promise<StorageRelease> {
-    if (tenant === PUBLIC_TENANT) return nothingToRelease;
-    const { maxStorageBytes } = await this.quotas.get(tenant);
-    if (maxStorageBytes <= 0) return nothingToRelease;
-    const holdId = this.holds.newHoldId();
+    const maxStorageBytes = await this.limitOf(tenant);
+    if (maxStorageBytes === null) return nothingToRelease;
+    const holdId = randomUUID();
     for (let attempt = 0; attempt < RESERVE_ATTEMPTS; attempt++) {
       const generation = await this.holds.generation(tenant);
       const used = (await this.usage.bytes(tenant)).total;
@@ -63,6 +62,13 @@ export class StorageQuota {
       return () => this.holds.release(tenant, holdId);
     }
     throw new UnavailableError('storage_busy', `Other uploads of tenant "${tenant}" kept finishing while this one was checked against its storage quota; retry.`, RETRY_AFTER_SECONDS);
+  }
+
+  /** The tenant's storage quota in bytes; null when nothing limits it (unlimited, or the public namespace). */
+  private async limitOf(tenant: string, opts: { recent?: boolean } = {}): Promise<number | null> {
+    if (tenant === PUBLIC_TENANT) return null;
+    const { maxStorageBytes } = await this.quotas.get(tenant, opts);
+    return maxStorageBytes > 0 ? maxStorageBytes : null;
   }
 
   /** Counts the start of an upload: 429 over the per-minute rate, 403 if the declared size alone would go over storage. */
